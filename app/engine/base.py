@@ -1,0 +1,92 @@
+"""The one interface the HTTP layer uses to reach the models, and the data it exchanges.
+
+Handlers call `generate`, `score`, `abort` and `health`; whether the engine runs in process,
+batches continuously or spreads over GPU workers is invisible to them (and tests can swap in
+a fake).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from models.sampling import SamplingParams
+
+
+@dataclass
+class GenerateInput:
+    model_id: str
+    prompt: str
+    params: list[SamplingParams]  # one per choice
+
+
+@dataclass
+class Choice:
+    text: str
+    tokens: list[str]
+    finish_reason: str
+
+
+@dataclass
+class GenerateOutput:
+    choices: list[Choice]
+    prompt_tokens: int
+
+
+@dataclass
+class ScoreInput:
+    model_id: str
+    texts: list[str] | None = None
+    tokens: list[list[str]] | None = None
+    add_bos: bool = True
+    add_eos: bool = True
+
+
+@dataclass
+class ScoredText:
+    tokens: list[str]
+    token_logprobs: list[float]
+    logprob: float
+    num_tokens: int
+    perplexity: float
+    oov: list[bool]
+
+
+@dataclass
+class EngineHealth:
+    ready: bool
+    workers: list[dict] = field(default_factory=list)
+    detail: str = ""
+
+
+class Engine(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def generate(self, request: GenerateInput) -> GenerateOutput: ...
+
+    async def score(self, request: ScoreInput) -> list[ScoredText]: ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    def health(self) -> EngineHealth: ...
+
+
+class EngineError(Exception):
+    """Base of the failures an engine reports; errors.py maps each to its status code."""
+
+
+class EngineTimeout(EngineError):
+    """The request ran past its deadline (504)."""
+
+
+class EngineOverloaded(EngineError):
+    """The queue is full (429); `retry_after` seconds is a fair wait."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineUnavailable(EngineError):
+    """No worker can take the request now, or its worker died (503)."""

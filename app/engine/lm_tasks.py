@@ -1,0 +1,72 @@
+"""Language-model work as plain functions of (loaded model, request): tokenizing, running
+the network and shaping results. Engines call them off the event loop."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.engine.base import Choice, GenerateInput, GenerateOutput, ScoredText, ScoreInput
+from models.checkpoint import EncodedText, LoadedLanguageModel
+from models.generation import generate
+from models.sampling import InvalidParameter
+from models.scoring import score_sequences
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    max_prompt_tokens: int
+    max_score_tokens: int
+
+
+def encode_prompt(loaded: LoadedLanguageModel, prompt: str, limits: TokenLimits) -> EncodedText:
+    encoded = loaded.encode_text(prompt, add_start=True)
+    if len(encoded.tokens) == 0:
+        raise InvalidParameter("prompt", "prompt has no tokens")
+    if len(encoded.tokens) > limits.max_prompt_tokens:
+        raise InvalidParameter("prompt", f"prompt has {len(encoded.tokens)} tokens; the limit is {limits.max_prompt_tokens}")
+    return encoded
+
+
+def run_generate(loaded: LoadedLanguageModel, request: GenerateInput, limits: TokenLimits) -> GenerateOutput:
+    encoded = encode_prompt(loaded, request.prompt, limits)
+    completions = generate(
+        loaded.model, loaded.vocab, loaded.tokenizer, [encoded.ids] * len(request.params), request.params
+    )
+    return GenerateOutput(
+        choices=[Choice(c.text, c.tokens, c.finish_reason or "length") for c in completions],
+        prompt_tokens=len(encoded.tokens),
+    )
+
+
+def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits: TokenLimits) -> list[EncodedText]:
+    if request.texts is not None:
+        encoded = [loaded.encode_text(t, request.add_bos, request.add_eos) for t in request.texts]
+        param = "texts"
+    else:
+        encoded = [loaded.encode_tokens(t, request.add_bos, request.add_eos) for t in request.tokens or []]
+        param = "tokens"
+    for index, item in enumerate(encoded):
+        if len(item.ids) < 2:
+            raise InvalidParameter(f"{param}.{index}", "nothing to score: give at least one token, or set add_bos")
+        if len(item.tokens) > limits.max_score_tokens:
+            raise InvalidParameter(f"{param}.{index}", f"{len(item.tokens)} tokens; the limit is {limits.max_score_tokens}")
+    return encoded
+
+
+def run_score(loaded: LoadedLanguageModel, request: ScoreInput, limits: TokenLimits) -> list[ScoredText]:
+    encoded = encode_score_input(loaded, request, limits)
+    scores = score_sequences(loaded.model, [item.ids for item in encoded])
+    results = []
+    for item, score in zip(encoded, scores):
+        # Without a start token the first token is context, not scored.
+        offset = 1 - item.context
+        results.append(
+            ScoredText(
+                tokens=item.tokens[offset:],
+                token_logprobs=[round(x, 6) for x in score.token_logprobs],
+                logprob=round(score.logprob, 6),
+                num_tokens=score.num_tokens,
+                perplexity=round(score.perplexity, 4),
+                oov=item.oov[offset:],
+            )
+        )
+    return results

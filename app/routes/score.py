@@ -1,0 +1,45 @@
+"""POST /v1/score"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from app.cache import cache_key
+from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
+from app.engine.base import ScoreInput
+from app.errors import ApiError
+from app.schemas import ScoreRequest, ScoreResponse, ScoreResult
+
+router = APIRouter(tags=["score"])
+
+
+def check_limits(body: ScoreRequest, settings) -> None:
+    if (body.texts is None) == (body.tokens is None):
+        raise ApiError(422, "give exactly one of 'texts' or 'tokens'", "texts")
+    items = body.texts if body.texts is not None else body.tokens
+    param = "texts" if body.texts is not None else "tokens"
+    if len(items) > settings.max_score_texts:
+        raise ApiError(422, f"at most {settings.max_score_texts} items per request", param)
+    for index, item in enumerate(items):
+        size = len(item) if isinstance(item, str) else sum(len(t) for t in item)
+        if size > settings.max_prompt_chars:
+            raise ApiError(422, f"item has {size} characters; the limit is {settings.max_prompt_chars}", f"{param}.{index}")
+        if isinstance(item, str) and not item.strip() and not body.add_eos:
+            raise ApiError(422, "empty text", f"{param}.{index}")
+
+
+@router.post("/v1/score", response_model=ScoreResponse)
+async def score(body: ScoreRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
+    check_limits(body, settings)
+    loaded = store.resolve(body.model, "language_model")
+    request = ScoreInput(loaded.model_id, body.texts, body.tokens, body.add_bos, body.add_eos)
+
+    async def compute() -> dict:
+        results = [ScoreResult(**asdict(r)) for r in await engine.score(request)]
+        ranking = sorted(range(len(results)), key=lambda i: -results[i].logprob)
+        return {"results": [r.model_dump() for r in results], "ranking": ranking}
+
+    key = cache_key(loaded.model_id, loaded.revision, "score", body.model_dump(exclude={"model"}))
+    result, cached = await cache.get_or_compute(key, compute)
+    return ScoreResponse(model=loaded.model_id, cached=cached, **result)

@@ -1,0 +1,123 @@
+"""HTTP request and response bodies (DESIGN.md §4). Requests forbid unknown fields and
+non-finite numbers; `to_sampling_params()` turns a request into the engine's parameters."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from models.sampling import SamplingParams
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class GenerateRequest(RequestModel):
+    model: StrictStr | None = Field(None, description="model id; the default language model when absent")
+    prompt: StrictStr = Field(min_length=1, description="text to continue")
+    max_tokens: StrictInt = Field(64, ge=0, description="tokens to generate at most")
+    strategy: Literal["argmax", "top_k", "multinomial"] = "multinomial"
+    temperature: float | None = Field(None, ge=0, le=100, description="divides the logits; 0 means argmax")
+    top_k: StrictInt | None = Field(None, ge=1, description="candidates kept by top_k (default 40)")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling threshold")
+    seed: StrictInt | None = Field(None, ge=0, lt=2**63, description="makes sampling reproducible (and cacheable)")
+    min_tokens: StrictInt = Field(0, ge=0, description="the end token is held back until this many tokens")
+    stop: StrictStr | list[StrictStr] | None = Field(None, description="strings that end the text")
+    allow_unknown: StrictBool = Field(False, description="whether <unk> may be generated")
+    n: StrictInt = Field(1, ge=1, description="number of choices")
+
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def to_sampling_params(self) -> list[SamplingParams]:
+        """One parameter set per choice; seeded choices get seeds seed, seed+1, ..."""
+        base = dict(
+            strategy=self.strategy,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_k=self.top_k,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            min_tokens=self.min_tokens,
+            max_tokens=self.max_tokens,
+            stop=self.stop_list(),
+            allow_unknown=self.allow_unknown,
+        )
+        return [
+            SamplingParams(**base, seed=None if self.seed is None else (self.seed + index) % 2**63)
+            for index in range(self.n)
+        ]
+
+
+class GenerateChoice(BaseModel):
+    index: int
+    text: str
+    tokens: list[str]
+    finish_reason: Literal["stop", "length"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GenerateResponse(BaseModel):
+    id: str
+    model: str
+    choices: list[GenerateChoice]
+    usage: Usage
+    cached: bool
+
+
+class ScoreRequest(RequestModel):
+    model: StrictStr | None = None
+    texts: list[StrictStr] | None = Field(None, min_length=1, description="raw sentences, tokenized by the model's tokenizer")
+    tokens: list[list[StrictStr]] | None = Field(
+        None, min_length=1, description='pre-split tokens per sentence; "<eos>" is the end-of-sentence token'
+    )
+    add_bos: StrictBool = Field(True, description="condition the first token on the model's start-of-text context")
+    add_eos: StrictBool = Field(True, description="also score the end-of-sentence token")
+
+
+class ScoreResult(BaseModel):
+    tokens: list[str] = Field(description="the tokens scored, in order")
+    token_logprobs: list[float] = Field(description="natural-log probability of each token given those before it")
+    logprob: float = Field(description="sum of token_logprobs")
+    num_tokens: int
+    perplexity: float = Field(description="exp(-logprob / num_tokens)")
+    oov: list[bool] = Field(description="whether each token was outside the vocabulary (scored as <unk>)")
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    results: list[ScoreResult]
+    ranking: list[int] = Field(description="indices of the inputs by logprob, best first")
+    cached: bool
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "rnnserve"
+    type: str
+    level: str | None = None
+    default: bool
+    revision: str
+    parameters: int
+    metrics: dict
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,194 @@
+"""The serving artifact (DESIGN.md §2): one directory per model holding config.json,
+vocab.json and model.safetensors. Nothing here unpickles.
+
+A registry maps each ``model_type`` to its loader, so new model kinds (captioner, n-gram)
+register themselves instead of growing an if/elif chain.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+from models.tokenizer import Tokenizer, TokenizerConfig
+from models.vocab import Vocabulary
+
+FORMAT_VERSION = 1
+CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.safetensors"
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class CheckpointError(ValueError):
+    """A model directory is missing a file or holds something inconsistent."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found")
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported format_version {config.get('format_version')!r}")
+    return config
+
+
+def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32", skip: frozenset[str] = frozenset()) -> None:
+    """Write a module's tensors as safetensors, floating tensors in `dtype`, leaving out the
+    names in `skip` (the second name of a tied weight)."""
+    target = WEIGHT_DTYPES[dtype]
+    tensors = {
+        name: (tensor.to(target) if tensor.is_floating_point() else tensor).detach().cpu().contiguous()
+        for name, tensor in module.state_dict().items()
+        if name not in skip
+    }
+    save_file(tensors, str(path))
+
+
+def load_weights(module: torch.nn.Module, path: Path, tied: frozenset[str] = frozenset()) -> None:
+    """Load safetensors weights into `module` in its own dtype; only the tied names may be absent."""
+    tensors = load_file(str(path))
+    own = module.state_dict()
+    for name, tensor in tensors.items():
+        if name in own and tensor.is_floating_point():
+            tensors[name] = tensor.to(own[name].dtype)
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    if set(missing) - tied or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the architecture (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
+
+
+@dataclass
+class LoadedLanguageModel:
+    """A language model ready to serve: network, vocabulary, tokenizer and its metadata."""
+
+    model_id: str
+    model: RNNLanguageModel
+    vocab: Vocabulary
+    tokenizer: Tokenizer
+    config: dict[str, Any]
+    revision: str
+    path: Path
+    model_type: str = "rnn_lm"
+    parameters: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = count_parameters(self.model)
+
+    @property
+    def level(self) -> str:
+        return self.tokenizer.config.level
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.config.get("metrics", {}))
+
+    def encode_text(self, text: str, add_start: bool = True, add_end: bool = False) -> "EncodedText":
+        """Raw text -> ids through the model's tokenizer."""
+        return self.encode_tokens(self.tokenizer.tokenize(text), add_start, add_end)
+
+    def encode_tokens(self, tokens: list[str], add_start: bool = True, add_end: bool = False) -> "EncodedText":
+        """Pre-split tokens -> ids; unknown tokens become <unk> and are flagged."""
+        config = self.tokenizer.config
+        tokens = list(tokens) + ([config.end_token] if add_end else [])
+        ids = self.vocab.encode(tokens)
+        oov = [token not in self.vocab for token in tokens]
+        context = [self.vocab.id(config.start_token)] if add_start else []
+        return EncodedText(context + ids, tokens, oov, len(context))
+
+
+@dataclass
+class EncodedText:
+    """Model input: `ids` begins with `context` start ids that are not themselves scored."""
+
+    ids: list[int]
+    tokens: list[str]
+    oov: list[bool]
+    context: int
+
+
+def _tied_names(config: LanguageModelConfig) -> frozenset[str]:
+    return frozenset({"decoder.weight"}) if config.tie_weights else frozenset()
+
+
+def save_language_model(
+    directory: str | Path,
+    model: RNNLanguageModel,
+    vocab: Vocabulary,
+    tokenizer_config: TokenizerConfig,
+    extra: dict[str, Any] | None = None,
+    weights_dtype: str = "float32",
+) -> Path:
+    """Write the serving artifact; `extra` adds provenance and metrics to config.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if len(vocab) != model.config.vocab_size:
+        raise CheckpointError("vocabulary size does not match the model")
+    config = {
+        "model_type": "rnn_lm",
+        "format_version": FORMAT_VERSION,
+        "architecture": model.config.to_json(),
+        "tokenizer": tokenizer_config.to_json(),
+        "weights_dtype": weights_dtype,
+        "parameters": count_parameters(model),
+        **(extra or {}),
+    }
+    # Write weights first and config last: a directory with a config is a complete model.
+    save_weights(model, directory / WEIGHTS_FILE, weights_dtype, _tied_names(model.config))
+    vocab.save(directory / VOCAB_FILE)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return directory
+
+
+def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedLanguageModel:
+    directory = Path(directory)
+    config = read_config(directory)
+    try:
+        architecture = LanguageModelConfig.from_json(config["architecture"])
+        tokenizer_config = TokenizerConfig.from_json(config.get("tokenizer", {}))
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{directory}: bad config.json ({error})") from error
+    vocab = Vocabulary.load(directory / VOCAB_FILE)
+    if len(vocab) != architecture.vocab_size:
+        raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens, config says {architecture.vocab_size}")
+    model = RNNLanguageModel(architecture)
+    load_weights(model, directory / WEIGHTS_FILE, _tied_names(architecture))
+    model.to(device).eval()
+    return LoadedLanguageModel(
+        model_id=directory.name,
+        model=model,
+        vocab=vocab,
+        tokenizer=Tokenizer(tokenizer_config),
+        config=config,
+        revision=file_sha256(directory / WEIGHTS_FILE),
+        path=directory,
+    )
+
+
+Loader = Callable[[Path, "str | torch.device"], Any]
+LOADERS: dict[str, Loader] = {"rnn_lm": load_language_model}
+
+
+def register_loader(model_type: str, loader: Loader) -> None:
+    LOADERS[model_type] = loader
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Load any registered model type from its directory."""
+    config = read_config(directory)
+    model_type = config.get("model_type")
+    if model_type not in LOADERS:
+        raise CheckpointError(f"{directory}: unknown model_type {model_type!r}")
+    return LOADERS[model_type](Path(directory), device)

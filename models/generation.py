@@ -1,0 +1,121 @@
+"""Batched autoregressive generation on top of the model's explicit state.
+
+`prefill` runs prompts of different lengths in one packed call; `decode_step` advances every
+live row by one token. The simple `generate` loop below drives both; the serving engine's
+continuous batcher uses the same two functions with rows joining and leaving between steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from models.rnn_lm import RNNLanguageModel, State
+from models.sampling import BatchSampler, SamplingParams
+from models.tokenizer import Tokenizer
+from models.vocab import Vocabulary
+
+
+@torch.inference_mode()
+def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[torch.Tensor, State]:
+    """Run whole prompts; returns each row's next-token logits (B, V) and state."""
+    device = model.embedding.weight.device
+    lengths = torch.tensor([len(p) for p in prompts])
+    if int(lengths.min()) < 1:
+        raise ValueError("every prompt needs at least one token")
+    padded = torch.zeros((len(prompts), int(lengths.max())), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        padded[row, : len(prompt)] = torch.tensor(prompt)
+    padded = padded.to(device)
+    hidden, state = model.hidden(padded, lengths=lengths if len(set(lengths.tolist())) > 1 else None)
+    last = hidden[torch.arange(len(prompts), device=device), (lengths - 1).to(device)]  # (B, D)
+    return model.output_logits(last), state
+
+
+@torch.inference_mode()
+def decode_step(model: RNNLanguageModel, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    """tokens (B,) -> next-token logits (B, V) and the new state."""
+    logits, state = model(tokens.unsqueeze(1), state)
+    return logits[:, -1], state
+
+
+@dataclass
+class Completion:
+    token_ids: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+
+
+class CompletionTracker:
+    """Accumulates one row's tokens and decides when it is finished."""
+
+    def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer) -> None:
+        self.params, self.vocab, self.tokenizer = params, vocab, tokenizer
+        self.completion = Completion()
+
+    @property
+    def finished(self) -> bool:
+        return self.completion.finish_reason is not None
+
+    def add(self, token_id: int) -> str:
+        """Record a token; returns the text it adds (empty once a stop string is hit)."""
+        completion = self.completion
+        previous_text = completion.text
+        if token_id == self.vocab.eos_id:
+            completion.finish_reason = "stop"
+            return ""
+        completion.token_ids.append(token_id)
+        completion.tokens.append(self.vocab.tokens[token_id])
+        completion.text = self.tokenizer.detokenize(completion.tokens)
+        for stop in self.params.stop:
+            position = completion.text.find(stop)
+            if position >= 0:
+                completion.text = completion.text[:position]
+                completion.finish_reason = "stop"
+                break
+        if completion.finish_reason is None and len(completion.token_ids) >= self.params.max_tokens:
+            completion.finish_reason = "length"
+        # Detokenising can rewrite the tail (joining "n" + "'t"), so report the new suffix.
+        common = 0
+        while common < min(len(previous_text), len(completion.text)) and previous_text[common] == completion.text[common]:
+            common += 1
+        return completion.text[common:]
+
+
+def generate(
+    model: RNNLanguageModel,
+    vocab: Vocabulary,
+    tokenizer: Tokenizer,
+    prompts: list[list[int]],
+    params: list[SamplingParams],
+) -> list[Completion]:
+    """Generate a completion for each prompt (token ids, start token included)."""
+    trackers = [CompletionTracker(p, vocab, tokenizer) for p in params]
+    for tracker in trackers:
+        if tracker.params.max_tokens == 0:
+            tracker.completion.finish_reason = "length"
+    live = [row for row, tracker in enumerate(trackers) if not tracker.finished]
+    if not live:
+        return [t.completion for t in trackers]
+    device = model.embedding.weight.device
+    sampler = BatchSampler([params[r] for r in live], len(vocab), vocab.unk_id, vocab.eos_id, device)
+    logits, state = prefill(model, [prompts[r] for r in live])
+    while live:
+        generated = torch.tensor([len(trackers[r].completion.token_ids) for r in live], device=device)
+        chosen = sampler.choose(logits, generated)
+        keep: list[int] = []
+        for index, (row, token_id) in enumerate(zip(live, chosen.tolist())):
+            trackers[row].add(token_id)
+            if not trackers[row].finished:
+                keep.append(index)
+        if not keep:
+            break
+        if len(keep) < len(live):
+            sampler = sampler.filter(keep)
+            index_tensor = torch.tensor(keep, device=device)
+            state = tuple(s[:, index_tensor] for s in state)
+            chosen = chosen[index_tensor]
+            live = [live[i] for i in keep]
+        logits, state = decode_step(model, chosen.to(device), state)
+    return [t.completion for t in trackers]

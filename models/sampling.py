@@ -1,0 +1,213 @@
+"""Sampling parameters, batched per-row logits processors and a seeded per-row chooser.
+
+A batch may mix rows with different strategies, temperatures, k, p and seeds. Processors are
+built only when some row needs them (a batch of argmax rows runs no top-p sort), and each
+holds its per-row values as tensors so one call handles the whole batch.
+"""
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import torch
+
+Strategy = Literal["argmax", "top_k", "multinomial"]
+STRATEGIES: tuple[str, ...] = ("argmax", "top_k", "multinomial")
+
+
+class InvalidParameter(ValueError):
+    """A request parameter is out of range; `param` names it for the error body."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """One validated, normalised set of decoding parameters for one sequence."""
+
+    strategy: Strategy = "multinomial"
+    """argmax: the most probable token; top_k: sample among the k most probable;
+    multinomial: sample from the whole (temperature-scaled, top-p-truncated) distribution."""
+    temperature: float = 1.0
+    """Divides the logits; 0 means argmax."""
+    top_k: int | None = None
+    """Candidates kept by the top_k strategy (default 40); also applies to multinomial when set."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    seed: int | None = None
+    """Seed of this sequence's own generator; None draws a fresh one (never cached)."""
+    min_tokens: int = 0
+    """The end token is masked until this many tokens were generated."""
+    max_tokens: int = 64
+    """Generation stops after this many tokens (finish_reason 'length')."""
+    stop: tuple[str, ...] = ()
+    """Generation stops before any of these strings (finish_reason 'stop')."""
+    allow_unknown: bool = False
+    """Whether the unknown token may be sampled."""
+    _resolved_seed: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InvalidParameter("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)):
+            raise InvalidParameter("temperature", "temperature must be a finite number")
+        if not 0 <= self.temperature <= 100:
+            raise InvalidParameter("temperature", "temperature must be between 0 and 100")
+        if self.top_k is not None and self.top_k < 1:
+            raise InvalidParameter("top_k", "top_k must be at least 1")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise InvalidParameter("top_p", "top_p must be in (0, 1]")
+        if self.max_tokens < 0:
+            raise InvalidParameter("max_tokens", "max_tokens must be non-negative")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise InvalidParameter("min_tokens", "min_tokens must be between 0 and max_tokens")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise InvalidParameter("seed", "seed must be between 0 and 2**63 - 1")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise InvalidParameter("stop", "stop strings must be non-empty strings")
+        # Normalise: temperature 0 is argmax; argmax ignores the sampling knobs.
+        if self.temperature == 0 and self.strategy != "argmax":
+            object.__setattr__(self, "strategy", "argmax")
+        if self.strategy == "top_k" and self.top_k is None:
+            object.__setattr__(self, "top_k", 40)
+        if self.strategy == "argmax":
+            object.__setattr__(self, "temperature", 1.0)
+            object.__setattr__(self, "top_k", None)
+            object.__setattr__(self, "top_p", 1.0)
+        object.__setattr__(
+            self, "_resolved_seed", self.seed if self.seed is not None else secrets.randbits(63)
+        )
+
+    @property
+    def deterministic(self) -> bool:
+        """argmax and seeded sampling give the same output every time."""
+        return self.strategy == "argmax" or self.seed is not None
+
+    def with_seed(self, seed: int) -> "SamplingParams":
+        return replace(self, seed=seed)
+
+    def make_generator(self) -> torch.Generator:
+        generator = torch.Generator()
+        generator.manual_seed(self._resolved_seed)
+        return generator
+
+
+class LogitsProcessor(Protocol):
+    def __call__(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        """logits (B, V), generated-token counts (B,) -> processed logits (B, V)."""
+
+
+class TemperatureProcessor:
+    def __init__(self, temperatures: list[float], device: torch.device) -> None:
+        self.temperatures = torch.tensor(temperatures, device=device).unsqueeze(1)  # (B, 1)
+
+    def __call__(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        return logits / self.temperatures
+
+
+class TopKProcessor:
+    """Per-row k; a row with k >= V keeps everything."""
+
+    def __init__(self, top_ks: list[int], vocab_size: int, device: torch.device) -> None:
+        self.top_ks = torch.tensor([min(k, vocab_size) for k in top_ks], device=device)
+        self.max_k = int(self.top_ks.max())
+
+    def __call__(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        top_values = logits.topk(self.max_k, dim=-1).values  # (B, max_k)
+        threshold = top_values.gather(1, (self.top_ks - 1).unsqueeze(1))  # (B, 1)
+        return logits.masked_fill(logits < threshold, -math.inf)
+
+
+class TopPProcessor:
+    def __init__(self, top_ps: list[float], device: torch.device) -> None:
+        self.top_ps = torch.tensor(top_ps, device=device).unsqueeze(1)  # (B, 1)
+
+    def __call__(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a token when the tokens before it already reach top_p (the first always stays).
+        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= self.top_ps
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        return logits.masked_fill(drop, -math.inf)
+
+
+class BanTokensProcessor:
+    """Masks the unknown token on rows that did not allow it, and the end token on rows that
+    have not yet produced min_tokens."""
+
+    def __init__(
+        self, params: list[SamplingParams], unknown_id: int, end_id: int, device: torch.device
+    ) -> None:
+        self.unknown_id, self.end_id = unknown_id, end_id
+        self.ban_unknown = torch.tensor([not p.allow_unknown for p in params], device=device)
+        self.min_tokens = torch.tensor([p.min_tokens for p in params], device=device)
+
+    def __call__(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        logits = logits.clone()
+        logits[self.ban_unknown, self.unknown_id] = -math.inf
+        logits[generated < self.min_tokens, self.end_id] = -math.inf
+        return logits
+
+
+class BatchSampler:
+    """Processes a batch's logits and picks one token per row, each row with its own
+    generator so that a seeded row gives the same tokens alone or inside any batch."""
+
+    def __init__(
+        self,
+        params: list[SamplingParams],
+        vocab_size: int,
+        unknown_id: int,
+        end_id: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        device = torch.device(device)
+        self.params = params
+        self.vocab_size, self.unknown_id, self.end_id, self.device = vocab_size, unknown_id, end_id, device
+        self.generators = [p.make_generator() for p in params]
+        self.greedy = torch.tensor([p.strategy == "argmax" for p in params], device=device)
+        self.processors: list[LogitsProcessor] = [
+            BanTokensProcessor(params, unknown_id, end_id, device)
+        ]
+        sampled = [p for p in params if p.strategy != "argmax"]
+        if any(p.temperature != 1.0 for p in sampled):
+            self.processors.append(TemperatureProcessor([p.temperature for p in params], device))
+        if any(p.top_k is not None for p in sampled):
+            self.processors.append(
+                TopKProcessor([p.top_k or vocab_size for p in params], vocab_size, device)
+            )
+        if any(p.top_p < 1.0 for p in sampled):
+            self.processors.append(TopPProcessor([p.top_p for p in params], device))
+
+    def filter(self, keep: list[int]) -> "BatchSampler":
+        """The sampler for the rows `keep`, each keeping its generator (rows leave a batch)."""
+        return self._with_rows([self.params[i] for i in keep], [self.generators[i] for i in keep])
+
+    def concatenate(self, other: "BatchSampler") -> "BatchSampler":
+        """This batch's rows followed by `other`'s (rows join a running batch)."""
+        return self._with_rows(self.params + other.params, self.generators + other.generators)
+
+    def _with_rows(self, params: list[SamplingParams], generators: list[torch.Generator]) -> "BatchSampler":
+        sampler = BatchSampler(params, self.vocab_size, self.unknown_id, self.end_id, self.device)
+        sampler.generators = generators
+        return sampler
+
+    def process(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        for processor in self.processors:
+            logits = processor(logits, generated)
+        return logits
+
+    def choose(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        """logits (B, V), generated counts (B,) -> chosen token ids (B,)."""
+        processed = self.process(logits, generated)
+        chosen = processed.argmax(dim=-1)
+        if not bool(self.greedy.all()):
+            probabilities = processed.softmax(dim=-1).cpu()
+            for row in (~self.greedy).nonzero().flatten().tolist():
+                chosen[row] = torch.multinomial(probabilities[row], 1, generator=self.generators[row])[0]
+        return chosen

@@ -1,0 +1,64 @@
+"""Sentence scoring with the model's unmodified distribution, in natural-log units.
+
+For a sequence [start, w1, ..., wn] the model predicts w1..wn; each predicted token gets
+log p(w_i | start, w1..w_{i-1}) (natural log). The start token itself is context, not counted.
+Perplexity is exp(-total / n) over the counted tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from models.rnn_lm import RNNLanguageModel
+
+
+@dataclass
+class SequenceScore:
+    token_logprobs: list[float]
+    logprob: float
+    num_tokens: int
+    perplexity: float
+
+
+def summarise(token_logprobs: list[float]) -> SequenceScore:
+    total = math.fsum(token_logprobs)
+    count = len(token_logprobs)
+    perplexity = math.exp(-total / count) if count else float("nan")
+    return SequenceScore(token_logprobs, total, count, perplexity)
+
+
+# Upper bound on logits held at once (floats), so long inputs or large vocabularies are scored
+# in windows instead of one (B, T, V) tensor.
+LOGITS_BUDGET = 1 << 24
+
+
+@torch.inference_mode()
+def score_sequences(model: RNNLanguageModel, sequences: list[list[int]]) -> list[SequenceScore]:
+    """Score each id sequence (its first id is context only). Sequences are run together,
+    right-padded: a recurrent model's outputs at a position never depend on later padding."""
+    if any(len(s) < 2 for s in sequences):
+        raise ValueError("each sequence needs a context token and at least one token to score")
+    device = model.embedding.weight.device
+    longest = max(len(s) for s in sequences)
+    padded = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        padded[row, : len(sequence)] = torch.tensor(sequence)
+    padded = padded.to(device)
+    window = max(1, LOGITS_BUDGET // (len(sequences) * model.config.vocab_size))
+    picked_windows = []
+    state = None
+    for start in range(0, longest - 1, window):
+        inputs = padded[:, start : min(start + window, longest - 1)]
+        targets = padded[:, start + 1 : start + 1 + inputs.size(1)]
+        logits, state = model(inputs, state)  # (B, W, V)
+        logprobs = logits.float().log_softmax(dim=-1)
+        picked_windows.append(logprobs.gather(2, targets.unsqueeze(2)).squeeze(2).cpu())
+    picked = torch.cat(picked_windows, dim=1)  # (B, T-1)
+    return [summarise(picked[row, : len(s) - 1].tolist()) for row, s in enumerate(sequences)]
+
+
+def rank(scores: list[SequenceScore]) -> list[int]:
+    """Indices by total log-probability, best first (stable for ties)."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i].logprob)

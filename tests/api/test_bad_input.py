@@ -1,0 +1,87 @@
+"""Bad input answers 4xx with the error body, never 5xx."""
+import pytest
+
+
+def assert_error(response, status, param=None):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"type", "message", "param"} and error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({"prompt": ""}, 422, "prompt"),
+        ({}, 422, "prompt"),
+        ({"prompt": "the cat", "max_tokens": 10**9}, 422, "max_tokens"),
+        ({"prompt": "the cat", "max_tokens": -1}, 422, "max_tokens"),
+        ({"prompt": "the cat", "model": "no-such-model"}, 404, "model"),
+        ({"prompt": 42}, 422, "prompt"),
+        ({"prompt": "the cat", "max_tokens": "ten"}, 422, "max_tokens"),
+        ({"prompt": "the cat", "strategy": "beam"}, 422, "strategy"),
+        ({"prompt": "the cat", "temperature": -0.5}, 422, "temperature"),
+        ({"prompt": "the cat", "top_p": 0}, 422, "top_p"),
+        ({"prompt": "the cat", "top_k": 0}, 422, "top_k"),
+        ({"prompt": "the cat", "n": 10_000}, 422, "n"),
+        ({"prompt": "the cat", "min_tokens": 50, "max_tokens": 5}, 422, "min_tokens"),
+        ({"prompt": "the cat", "stop": [""]}, 422, "stop"),
+        ({"prompt": "the cat", "unknown_field": 1}, 422, "unknown_field"),
+        ({"prompt": "x" * 30_000}, 422, "prompt"),
+    ],
+)
+def test_generate_rejects(client, body, status, param):
+    assert_error(client.post("/v1/generate", json=body), status, param)
+
+
+def test_two_megabyte_prompt_is_too_large(client):
+    assert_error(client.post("/v1/generate", json={"prompt": "a " * 1_000_000}), 413)
+
+
+def test_chunked_oversize_body_is_too_large(client):
+    def chunks():
+        yield b'{"prompt": "'
+        for _ in range(20):
+            yield b"a" * 100_000
+        yield b'"}'
+    assert_error(client.post("/v1/generate", content=chunks(), headers={"content-type": "application/json"}), 413)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"prompt": "\xff\xfe broken"}', b'{"prompt": ', b"not json", b'{"prompt": NaN}', b'{"prompt": "a", "temperature": Infinity}'],
+)
+def test_malformed_bodies(client, raw):
+    response = client.post("/v1/generate", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422), response.text
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"texts": []}, 422),
+        ({"tokens": []}, 422),
+        ({}, 422),
+        ({"texts": ["a"], "tokens": [["a"]]}, 422),
+        ({"texts": "the cat"}, 422),
+        ({"texts": [""], "add_eos": False}, 422),
+        ({"tokens": [[]], "add_eos": False}, 422),
+        ({"texts": ["the cat"] * 1000}, 422),
+        ({"texts": ["the cat"], "model": "nope"}, 404),
+    ],
+)
+def test_score_rejects(client, body, status):
+    assert_error(client.post("/v1/score", json=body), status)
+
+
+def test_unknown_route_and_method(client):
+    assert_error(client.get("/v1/nothing"), 404)
+    assert client.get("/v1/generate").status_code == 405
+
+
+def test_control_characters_and_non_ascii_are_accepted(client):
+    response = client.post("/v1/score", json={"texts": ["the cat\x00\x07 sat \u202e東京 😀"]})
+    assert response.status_code == 200
+    assert any(response.json()["results"][0]["oov"])

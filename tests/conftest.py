@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny corpus the project generates itself, a word model trained on it
+in seconds through the real training CLI, and app clients over a models directory."""
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODELS = REPOSITORY_ROOT / "weights"
+
+SUBJECTS = ["the cat", "the dog", "a bird", "my friend", "the old man", "a small child"]
+VERBS = ["sat on", "looked at", "ran to", "walked past", "slept near"]
+OBJECTS = ["the mat", "the door", "a tree", "the house", "the river", "a red car"]
+
+
+def tiny_sentences(count: int, seed: int) -> list[str]:
+    """Short English sentences from a small grammar (deterministic for a seed)."""
+    rng = random.Random(seed)
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} ." for _ in range(count)]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-corpus")
+    for split, count, seed in (("train", 3000, 1), ("valid", 300, 2), ("test", 300, 3)):
+        (directory / f"{split}.txt").write_text("\n".join(tiny_sentences(count, seed)) + "\n")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory, tiny_corpus) -> Path:
+    """A models directory holding `tiny-word-lstm`, trained by `training.train_lm`."""
+    from training.train_lm import main as train
+
+    models_dir = tmp_path_factory.mktemp("models")
+    run_dir = tmp_path_factory.mktemp("run")
+    train([
+        "--data", str(tiny_corpus), "--level", "word", "--embedding-dim", "32", "--hidden-dim", "48",
+        "--num-layers", "1", "--dropout", "0", "--batch-size", "16", "--bptt", "20", "--lr", "1e-2",
+        "--epochs", "2", "--tie-weights", "--run-dir", str(run_dir), "--export-dir", str(models_dir / "tiny-word-lstm"),
+        "--no-progress", "--seed", "7",
+    ])
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_models_dir) -> Path:
+    return tiny_models_dir / "tiny-word-lstm"
+
+
+@pytest.fixture()
+def copy_of_models(tmp_path, tiny_models_dir) -> Path:
+    destination = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, destination)
+    return destination

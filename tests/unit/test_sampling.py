@@ -1,0 +1,118 @@
+import math
+
+import pytest
+import torch
+
+from models.sampling import BatchSampler, InvalidParameter, SamplingParams
+
+V, UNK, EOS = 10, 1, 3
+
+
+def sampler(*params: SamplingParams) -> BatchSampler:
+    return BatchSampler(list(params), V, UNK, EOS)
+
+
+def logits_favouring(token: int, batch: int = 1) -> torch.Tensor:
+    logits = torch.linspace(0, 1, V).repeat(batch, 1)
+    logits[:, token] = 5.0
+    return logits
+
+
+def generated(*counts: int) -> torch.Tensor:
+    return torch.tensor(counts)
+
+
+def test_argmax_picks_the_most_probable_token():
+    chosen = sampler(SamplingParams(strategy="argmax")).choose(logits_favouring(7), generated(0))
+    assert chosen.tolist() == [7]
+
+
+def test_temperature_zero_is_argmax():
+    params = SamplingParams(strategy="multinomial", temperature=0)
+    assert params.strategy == "argmax" and params.deterministic
+
+
+def test_top_k_never_leaves_the_top_k():
+    logits = torch.randn(1, V)
+    candidates = logits.clone()
+    candidates[0, UNK] = -math.inf  # <unk> is banned before the top k are taken
+    allowed = set(candidates[0].topk(3).indices.tolist())
+    s = sampler(SamplingParams(strategy="top_k", top_k=3, seed=0))
+    picks = {int(s.choose(logits, generated(1))[0]) for _ in range(300)}
+    assert picks <= allowed and len(picks) > 1
+
+
+def test_top_p_keeps_the_nucleus():
+    logits = torch.tensor([[0.0, -9, 0, 0, 5, 4.5, -9, -9, -9, -9]])
+    s = sampler(SamplingParams(strategy="multinomial", top_p=0.6, seed=1))
+    picks = {int(s.choose(logits, generated(1))[0]) for _ in range(200)}
+    assert picks == {4}
+
+
+def test_seeded_sampling_is_reproducible_and_seeds_differ():
+    logits = torch.zeros(1, V)
+    def draw(seed):
+        s = sampler(SamplingParams(strategy="multinomial", seed=seed, allow_unknown=True))
+        return [int(s.choose(logits, generated(1))[0]) for _ in range(20)]
+    assert draw(5) == draw(5)
+    assert draw(5) != draw(6)
+
+
+def test_seeded_row_gives_the_same_tokens_alone_or_in_a_batch():
+    logits = torch.randn(3, V)
+    alone = sampler(SamplingParams(seed=42))
+    batch = sampler(SamplingParams(seed=1), SamplingParams(seed=42), SamplingParams(strategy="argmax"))
+    for _ in range(10):
+        assert int(alone.choose(logits[1:2], generated(1))[0]) == int(batch.choose(logits, generated(1, 1, 1))[1])
+
+
+def test_unknown_is_never_sampled_unless_allowed():
+    logits = logits_favouring(UNK)
+    banned = sampler(SamplingParams(strategy="multinomial", seed=0))
+    assert all(int(banned.choose(logits, generated(1))[0]) != UNK for _ in range(200))
+    assert int(sampler(SamplingParams(strategy="argmax")).choose(logits, generated(1))[0]) != UNK
+    allowed = sampler(SamplingParams(strategy="argmax", allow_unknown=True))
+    assert int(allowed.choose(logits, generated(1))[0]) == UNK
+
+
+def test_min_tokens_holds_back_the_end_token():
+    s = sampler(SamplingParams(strategy="argmax", min_tokens=2, max_tokens=5))
+    assert int(s.choose(logits_favouring(EOS), generated(0))[0]) != EOS
+    assert int(s.choose(logits_favouring(EOS), generated(1))[0]) != EOS
+    assert int(s.choose(logits_favouring(EOS), generated(2))[0]) == EOS
+
+
+def test_filter_and_concatenate_keep_each_rows_generator():
+    logits = torch.randn(2, V)
+    a, b = SamplingParams(seed=3), SamplingParams(seed=4)
+    reference = sampler(b)
+    expected = [int(reference.choose(logits[1:], generated(1))[0]) for _ in range(5)]
+    both = sampler(a).concatenate(sampler(b))
+    only_b = both.filter([1])
+    assert [int(only_b.choose(logits[1:], generated(1))[0]) for _ in range(5)] == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        ({"strategy": "beam"}, "strategy"),
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"min_tokens": 10, "max_tokens": 5}, "min_tokens"),
+        ({"seed": -1}, "seed"),
+        ({"stop": ("",)}, "stop"),
+    ],
+)
+def test_invalid_parameters_name_the_parameter(kwargs, param):
+    with pytest.raises(InvalidParameter) as error:
+        SamplingParams(**kwargs)
+    assert error.value.param == param
+
+
+def test_unseeded_sampling_is_not_deterministic():
+    assert not SamplingParams(strategy="top_k").deterministic
+    assert SamplingParams(strategy="top_k", seed=1).deterministic

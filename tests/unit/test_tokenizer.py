@@ -1,0 +1,58 @@
+import pytest
+
+from models import tokenizer as tokenizer_module
+from models.tokenizer import Tokenizer, TokenizerConfig
+
+WIKITEXT = Tokenizer(TokenizerConfig(level="word", style="wikitext"))
+
+
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("The game's engine.", ["The", "game", "'s", "engine", "."]),
+        ("It cost 1,000 dollars.", ["It", "cost", "1", "@,@", "000", "dollars", "."]),
+        ("A state-of-the-art car", ["A", "state", "@-@", "of", "@-@", "the", "@-@", "art", "car"]),
+        ("Pi is 3.14", ["Pi", "is", "3", "@.@", "14"]),
+        ("I don't know", ["I", "don", "'t", "know"]),
+        ('He said "hi" (twice).', ["He", "said", '"', "hi", '"', "(", "twice", ")", "."]),
+    ],
+)
+def test_wikitext_conventions(text, tokens):
+    assert WIKITEXT.tokenize(text) == tokens
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The game's state-of-the-art engine cost 1,000 dollars, or 3.5 million.",
+        "I don't know; can't say \"hello\" (really).",
+        "Café naïve 東京 — ok!",
+        "First line.\nSecond line?",
+    ],
+)
+def test_word_round_trip(text):
+    assert WIKITEXT.detokenize(WIKITEXT.tokenize(text)).replace("\n", " ") == text.replace("\n", " ")
+
+
+def test_detokenize_eos_starts_new_line():
+    assert WIKITEXT.detokenize(["Hello", ".", "<eos>", "Bye", "."]) == "Hello.\nBye."
+
+
+@pytest.mark.parametrize("text", ["ROMEO:\nO, she doth teach!", "naïve café 東京 \t tabs", ""])
+def test_char_round_trip(text):
+    chars = Tokenizer(TokenizerConfig(level="char"))
+    assert chars.tokenize(text) == list(text)
+    assert chars.detokenize(chars.tokenize(text)) == text
+
+
+def test_ptb_style_lowercases_numbers_and_drops_punctuation():
+    ptb = Tokenizer(TokenizerConfig(style="ptb"))
+    assert ptb.tokenize("The company sold 1,000 cars. It's big!") == [
+        "the", "company", "sold", "N", "cars", "<eos>", "it", "'s", "big",
+    ]
+
+
+def test_works_without_punkt(monkeypatch):
+    monkeypatch.setattr(tokenizer_module, "_punkt_available", lambda: False)
+    assert tokenizer_module.split_sentences("One here. Two there! Three?") == ["One here.", "Two there!", "Three?"]
+    assert WIKITEXT.tokenize("It's 1,000. Fine.") == ["It", "'s", "1", "@,@", "000", ".", "Fine", "."]

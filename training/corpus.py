@@ -1,0 +1,120 @@
+"""Language-modelling corpora: a directory with train/valid/test files (WikiText-2, PTB) or a
+single plain-text file split into train and valid, read as one token stream.
+
+Word level: each line's whitespace-separated tokens followed by ``<eos>`` (the standard way:
+WikiText-2 and PTB are already tokenized). Pass ``tokenize_raw`` for untokenized text, which
+then goes through the same NLTK tokenizer the service applies to requests.
+Character level: every character, newlines included.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import file_sha256
+from models.tokenizer import Tokenizer, TokenizerConfig
+from models.vocab import EOS, Vocabulary
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class CorpusFiles:
+    """Paths of the splits; `valid_fraction` carves valid out of the end of a single file."""
+
+    train: Path
+    valid: Path | None = None
+    test: Path | None = None
+    valid_fraction: float = 0.0
+
+    @classmethod
+    def find(cls, data: str | Path, valid_fraction: float = 0.1) -> "CorpusFiles":
+        data = Path(data)
+        if data.is_file():
+            return cls(train=data, valid_fraction=valid_fraction)
+        if not data.is_dir():
+            raise FileNotFoundError(f"{data}: no such file or directory")
+        found: dict[str, Path] = {}
+        for split in SPLITS:
+            matches = sorted(p for p in data.iterdir() if p.is_file() and split in p.name)
+            if matches:
+                found[split] = matches[0]
+        if "train" not in found:
+            raise FileNotFoundError(f"{data}: no file with 'train' in its name")
+        if "valid" not in found:
+            return cls(train=found["train"], test=found.get("test"), valid_fraction=valid_fraction)
+        return cls(**found)
+
+    def provenance(self) -> dict[str, dict[str, str]]:
+        files = {"train": self.train, "valid": self.valid, "test": self.test}
+        return {
+            split: {"path": str(path), "sha256": file_sha256(path)}
+            for split, path in files.items()
+            if path is not None
+        }
+
+
+def read_tokens(path: Path, config: TokenizerConfig, tokenize_raw: bool = False) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    if config.level == "char":
+        return list(text)
+    tokenizer = Tokenizer(config) if tokenize_raw else None
+    tokens: list[str] = []
+    for line in text.splitlines():
+        tokens.extend(tokenizer.tokenize(line) if tokenizer else line.split())
+        tokens.append(EOS)
+    return tokens
+
+
+@dataclass
+class Corpus:
+    vocab: Vocabulary
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor | None
+    files: CorpusFiles
+
+
+def load_corpus(
+    files: CorpusFiles,
+    config: TokenizerConfig,
+    max_vocab: int | None = None,
+    min_count: int = 1,
+    tokenize_raw: bool = False,
+    vocab: Vocabulary | None = None,
+) -> Corpus:
+    """Token id tensors for each split; the vocabulary comes from train unless given."""
+    train_tokens = read_tokens(files.train, config, tokenize_raw)
+    if files.valid is None:
+        if not 0 < files.valid_fraction < 1:
+            raise ValueError("a single-file corpus needs 0 < valid_fraction < 1")
+        cut = int(len(train_tokens) * (1 - files.valid_fraction))
+        train_tokens, valid_tokens = train_tokens[:cut], train_tokens[cut:]
+    else:
+        valid_tokens = read_tokens(files.valid, config, tokenize_raw)
+    if vocab is None:
+        vocab = Vocabulary.build(Counter(train_tokens), max_size=max_vocab, min_count=min_count)
+
+    def ids(tokens: list[str]) -> torch.Tensor:
+        return torch.tensor(vocab.encode(tokens), dtype=torch.long)
+
+    test = ids(read_tokens(files.test, config, tokenize_raw)) if files.test else None
+    return Corpus(vocab, ids(train_tokens), ids(valid_tokens), test, files)
+
+
+def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N,) -> (batch_size, N // batch_size): each row a contiguous slice of the stream."""
+    columns = ids.numel() // batch_size
+    if columns < 2:
+        raise ValueError(f"corpus of {ids.numel()} tokens is too small for batch size {batch_size}")
+    return ids[: columns * batch_size].view(batch_size, columns)
+
+
+def windows(batched: torch.Tensor, bptt: int, start: int = 0):
+    """Yield (position, inputs (B, W), targets (B, W)) for truncated backpropagation."""
+    for position in range(start, batched.size(1) - 1, bptt):
+        width = min(bptt, batched.size(1) - 1 - position)
+        yield position, batched[:, position : position + width], batched[:, position + 1 : position + 1 + width]

@@ -1,0 +1,335 @@
+"""Train a recurrent language model and export the best epoch as a serving checkpoint.
+
+    python -m training.train_lm --data ../shared/data/wikitext-2 --run-dir runs/wt2 \
+        --export-dir weights/wikitext2-lstm
+
+The run directory holds `last.pt` (resumable: model, optimizer, scheduler, position, RNG),
+`metrics.csv`, `curves.png` and `train.log`; re-running the same command resumes after an
+interruption. The export directory is the artifact the service loads (DESIGN.md §2).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import save_language_model
+from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+from models.tokenizer import TokenizerConfig
+from models.vocab import EOS, Vocabulary
+from training.corpus import Corpus, CorpusFiles, batchify, load_corpus, windows
+from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
+from training.plots import plot_metrics
+
+logger = logging.getLogger("training.train_lm")
+METRIC_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_ppl", "lr", "seconds"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, help="directory with *train*/*valid*/*test* files, or one text file")
+    data.add_argument("--level", choices=["word", "char"], default="word")
+    data.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext",
+                      help="tokenizer conventions the service applies to raw request text")
+    data.add_argument("--tokenize-raw", action="store_true", help="tokenize untokenized text with NLTK")
+    data.add_argument("--valid-fraction", type=float, default=0.1, help="valid share of a single-file corpus")
+    data.add_argument("--max-vocab", type=int, default=None)
+    data.add_argument("--min-count", type=int, default=1)
+    model = parser.add_argument_group("model")
+    model.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="lstm")
+    model.add_argument("--embedding-dim", type=int, default=256)
+    model.add_argument("--hidden-dim", type=int, default=256)
+    model.add_argument("--num-layers", type=int, default=2)
+    model.add_argument("--dropout", type=float, default=0.2)
+    model.add_argument("--embedding-dropout", type=float, default=0.0)
+    model.add_argument("--tie-weights", action="store_true")
+    model.add_argument("--head", choices=["linear", "adaptive"], default="linear")
+    model.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[])
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
+    optim.add_argument("--lr", type=float, default=2e-3)
+    optim.add_argument("--weight-decay", type=float, default=0.0)
+    optim.add_argument("--schedule", choices=["plateau", "cosine", "none"], default="plateau",
+                       help="plateau: divide the LR by 4 when validation stops improving")
+    optim.add_argument("--batch-size", type=int, default=32)
+    optim.add_argument("--bptt", type=int, default=70, help="truncated backpropagation window")
+    optim.add_argument("--clip", type=float, default=0.25, help="gradient norm clipping")
+    optim.add_argument("--epochs", type=int, default=10)
+    optim.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping")
+    optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
+    optim.add_argument("--max-epoch-steps", type=int, default=None, help="cap steps per epoch (quick runs)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--run-dir", type=Path, required=True)
+    run.add_argument("--export-dir", type=Path, default=None, help="default: RUN_DIR/export/MODEL_ID")
+    run.add_argument("--model-id", default=None, help="default: the export directory's name")
+    run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU)")
+    run.add_argument("--seed", type=int, default=1111)
+    run.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
+    run.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE)
+    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    run.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: saved in last.pt so an interrupted run resumes where it stopped."""
+
+    epoch: int = 1
+    position: int = 0  # token column inside the epoch
+    step: int = 0
+    best_valid_loss: float = math.inf
+    epochs_without_improvement: int = 0
+    done: bool = False
+
+
+def build_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+
+def build_scheduler(args: argparse.Namespace, optimizer: torch.optim.Optimizer):
+    if args.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=0)
+    if args.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    return None
+
+
+def save_resumable(path: Path, model, optimizer, scheduler, state: TrainState, vocab: Vocabulary) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler else None,
+        "train_state": vars(state),
+        "vocab_tokens": vocab.tokens,
+        "torch_rng": torch.get_rng_state(),
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)  # atomic: an interruption never leaves half a checkpoint
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = resolve_device(args.device)
+        self.run_dir: Path = args.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.export_dir: Path = args.export_dir or self.run_dir / "export" / (args.model_id or "model")
+        self.model_id = args.model_id or self.export_dir.name
+        self.tokenizer_config = TokenizerConfig(
+            level=args.level,
+            style=args.style,
+            start_token=EOS if args.level == "word" else "\n",
+            end_token=EOS if args.level == "word" else "\n",
+        )
+        self.files = CorpusFiles.find(args.data, args.valid_fraction)
+        self.last_path = self.run_dir / "last.pt"
+        resumed = torch.load(self.last_path, weights_only=True, map_location="cpu") if self.last_path.exists() else None
+        vocab = Vocabulary(list(resumed["vocab_tokens"])) if resumed else None
+        logger.info("reading corpus %s", args.data)
+        self.corpus: Corpus = load_corpus(
+            self.files, self.tokenizer_config, args.max_vocab, args.min_count, args.tokenize_raw, vocab
+        )
+        seed_everything(args.seed)
+        self.config = LanguageModelConfig(
+            vocab_size=len(self.corpus.vocab),
+            embedding_dim=args.embedding_dim,
+            hidden_dim=args.hidden_dim,
+            num_layers=args.num_layers,
+            cell=args.cell,
+            dropout=args.dropout,
+            embedding_dropout=args.embedding_dropout,
+            tie_weights=args.tie_weights,
+            head=args.head,
+            adaptive_cutoffs=tuple(args.adaptive_cutoffs),
+        )
+        self.model = RNNLanguageModel(self.config).to(self.device)
+        self.optimizer = build_optimizer(args, self.model)
+        self.scheduler = build_scheduler(args, self.optimizer)
+        self.state = TrainState()
+        if resumed:
+            self.model.load_state_dict(resumed["model"])
+            self.optimizer.load_state_dict(resumed["optimizer"])
+            if self.scheduler and resumed["scheduler"]:
+                self.scheduler.load_state_dict(resumed["scheduler"])
+            self.state = TrainState(**resumed["train_state"])
+            torch.set_rng_state(resumed["torch_rng"])
+            logger.info("resumed from %s at epoch %d, step %d", self.last_path, self.state.epoch, self.state.step)
+        self.train_data = batchify(self.corpus.train, args.batch_size).to(self.device)
+
+    def autocast(self):
+        enabled = self.args.precision == "bf16" and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def checkpoint(self) -> None:
+        save_resumable(self.last_path, self.model, self.optimizer, self.scheduler, self.state, self.corpus.vocab)
+
+    def train_epoch(self) -> float | None:
+        """One pass (or the rest of one, after a resume); mean training loss, None if stopped early."""
+        args, model = self.args, self.model
+        model.train()
+        state = model.init_state(args.batch_size, self.device)
+        total_windows = math.ceil((self.train_data.size(1) - 1) / args.bptt)
+        progress = tqdm(
+            total=total_windows, initial=self.state.position // args.bptt, desc=f"epoch {self.state.epoch}",
+            unit="batch", disable=args.no_progress, dynamic_ncols=True, file=sys.stderr,
+        )
+        losses: list[float] = []
+        steps_this_epoch = 0
+        for position, inputs, targets in windows(self.train_data, args.bptt, self.state.position):
+            if args.max_steps is not None and self.state.step >= args.max_steps:
+                break
+            state = tuple(s.detach() for s in state)
+            with self.autocast():
+                loss, state = model.loss(inputs, targets, state)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            self.optimizer.step()
+            losses.append(loss.item())
+            self.state.step += 1
+            self.state.position = position + args.bptt
+            steps_this_epoch += 1
+            progress.update(1)
+            if self.state.step % 10 == 0:
+                recent = sum(losses[-10:]) / len(losses[-10:])
+                progress.set_postfix(loss=f"{recent:.3f}", ppl=f"{perplexity(recent):.1f}")
+            if self.state.step % args.checkpoint_every == 0:
+                self.checkpoint()
+            if args.max_epoch_steps is not None and steps_this_epoch >= args.max_epoch_steps:
+                break
+        progress.close()
+        return sum(losses) / len(losses) if losses else float("nan")
+
+    def validate(self) -> float:
+        return stream_loss(self.model, self.corpus.valid, self.args.eval_batch_size, EVAL_BPTT, self.device)
+
+    def export(self, metrics: dict) -> None:
+        provenance = {
+            "data": self.files.provenance(),
+            "tokens": {"train": self.corpus.train.numel(), "valid": self.corpus.valid.numel(),
+                       "test": None if self.corpus.test is None else self.corpus.test.numel()},
+            "epochs": self.state.epoch,
+            "steps": self.state.step,
+            "seed": self.args.seed,
+            "command": "python -m training.train_lm " + " ".join(sys.argv[1:]),
+            "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
+        }
+        save_language_model(
+            self.export_dir, self.model.cpu(), self.corpus.vocab, self.tokenizer_config,
+            {"model_id": self.model_id, "provenance": provenance, "metrics": metrics},
+            weights_dtype=self.args.weights_dtype,
+        )
+        self.model.to(self.device)
+
+    def run(self) -> dict:
+        args = self.args
+        metrics_path = self.run_dir / "metrics.csv"
+        if not metrics_path.exists():
+            with open(metrics_path, "w", newline="") as handle:
+                csv.DictWriter(handle, METRIC_FIELDS).writeheader()
+        logger.info("model: %s, %d parameters, device %s", self.config, count_parameters(self.model), self.device)
+        best_metrics: dict = {}
+        while not self.state.done and self.state.epoch <= args.epochs:
+            started = time.time()
+            train_loss = self.train_epoch()
+            stopped_early = args.max_steps is not None and self.state.step >= args.max_steps
+            valid_loss = self.validate()
+            lr = self.optimizer.param_groups[0]["lr"]
+            row = {"epoch": self.state.epoch, "step": self.state.step, "train_loss": round(train_loss, 5),
+                   "valid_loss": round(valid_loss, 5), "valid_ppl": round(perplexity(valid_loss), 3),
+                   "lr": lr, "seconds": round(time.time() - started, 1)}
+            with open(metrics_path, "a", newline="") as handle:
+                csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
+            logger.info("epoch %d: train loss %.4f, valid loss %.4f, valid ppl %.2f", row["epoch"], train_loss, valid_loss, row["valid_ppl"])
+            if valid_loss < self.state.best_valid_loss:
+                self.state.best_valid_loss = valid_loss
+                self.state.epochs_without_improvement = 0
+                best_metrics = {"valid_loss": round(valid_loss, 5), "valid_ppl": round(perplexity(valid_loss), 3), "best_epoch": self.state.epoch}
+                self.export(best_metrics)
+            else:
+                self.state.epochs_without_improvement += 1
+            plot_metrics(metrics_path, self.run_dir / "curves.png", f"{self.model_id}: {self.config.cell} {self.config.num_layers}x{self.config.hidden_dim}")
+            if stopped_early:
+                # A capped run keeps its place inside the epoch: a later run without the cap
+                # (or with a larger one) continues from here.
+                self.checkpoint()
+                break
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(valid_loss)
+            elif self.scheduler is not None:
+                self.scheduler.step()
+            self.state.epoch += 1
+            self.state.position = 0
+            if self.state.epochs_without_improvement >= args.patience:
+                logger.info("no improvement for %d epochs: stopping", args.patience)
+                self.state.done = True
+            self.checkpoint()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Evaluate the exported (best) model on test and record the final metrics."""
+        from models.checkpoint import load_language_model
+
+        config_path = self.export_dir / "config.json"
+        if not config_path.exists():
+            raise SystemExit("no epoch finished: nothing to export")
+        best = load_language_model(self.export_dir, self.device)
+        config = json.loads(config_path.read_text())
+        metrics = dict(config.get("metrics", {}))
+        metrics["eval"] = {"batch_size": self.args.eval_batch_size, "bptt": EVAL_BPTT, "unit": "nats per character" if self.args.level == "char" else "nats per token, one <eos> per line counted"}
+        if self.corpus.test is not None and "test_ppl" not in metrics:
+            test_loss = stream_loss(best.model, self.corpus.test, self.args.eval_batch_size, EVAL_BPTT, self.device)
+            metrics.update(test_loss=round(test_loss, 5), test_ppl=round(perplexity(test_loss), 3))
+        config["metrics"] = metrics
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        logger.info("exported %s: %s", self.export_dir, metrics)
+        return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(args.run_dir / "train.log")],
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    metrics = Trainer(args).run()
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
