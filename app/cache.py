@@ -10,7 +10,10 @@ import asyncio
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+
+if TYPE_CHECKING:
+    from app.redis_client import ResilientRedis
 
 FORMAT_VERSION = 1
 
@@ -50,16 +53,40 @@ class InProcessLRU:
             self._entries.popitem(last=False)
 
 
+class RedisCache:
+    """The production backend: shared by every replica, entries expire after `ttl_s`, and
+    Redis's own maxmemory policy bounds its size. Failures read as misses."""
+
+    def __init__(self, redis: "ResilientRedis", ttl_s: int) -> None:
+        self.redis, self.ttl_s = redis, ttl_s
+
+    async def get(self, key: str) -> dict | None:
+        raw = await self.redis.call(lambda client: client.get(key))
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+    async def set(self, key: str, value: dict) -> None:
+        payload = json.dumps(value, separators=(",", ":"))
+        await self.redis.call(lambda client: client.set(key, payload, ex=self.ttl_s))
+
+
 class ResultCache:
-    def __init__(self, backend: CacheBackend) -> None:
+    def __init__(self, backend: CacheBackend, on_lookup: Callable[[bool], None] | None = None) -> None:
         self.backend = backend
+        self.on_lookup = on_lookup or (lambda hit: None)
         self._in_flight: dict[str, asyncio.Future] = {}
 
     async def get_or_compute(self, key: str, compute: Callable[[], Awaitable[dict]]) -> tuple[dict, bool]:
         """(value, cached): from the cache, from an identical request already running, or
         computed now and stored."""
         stored = await self.backend.get(key)
-        if stored is not None and stored.get("format") == FORMAT_VERSION:
+        hit = stored is not None and stored.get("format") == FORMAT_VERSION
+        self.on_lookup(hit)
+        if hit:
             return stored["body"], True
         running = self._in_flight.get(key)
         if running is not None:

@@ -2,49 +2,80 @@
 
     uvicorn --factory app.main:create_app
 
-Settings come from the environment (RNNSERVE_*); tests pass their own.
+Settings come from the environment (RNNSERVE_*); tests pass their own, and may pass an
+`engine_factory` to put another engine behind the same interface.
 """
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import asynccontextmanager
+from typing import Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from app.access import require_access
 from app.body_limit import BodySizeLimitMiddleware
-from app.cache import InProcessLRU, ResultCache
-from app.engine.in_process import InProcessEngine
+from app.cache import InProcessLRU, RedisCache, ResultCache
+from app.engine.base import Engine
 from app.engine.lm_tasks import TokenLimits
+from app.engine.pool import WorkerPool, plan_devices
+from app.engine.worker import WorkerConfig
 from app.errors import install_error_handlers
-from app.model_store import ModelStore, resolve_device
-from app.routes import generate, health, models, score
+from app.metrics import Metrics
+from app.model_store import ModelStore
+from app.observability import ObservabilityMiddleware, configure_logging
+from app.rate_limit import RateLimiter
+from app.redis_client import ResilientRedis
+from app.routes import completions, generate, health, models, score
 from app.schemas import ErrorBody
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
+EngineFactory = Callable[[Settings, ModelStore, Metrics], Engine]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -> WorkerPool:
+    devices = plan_devices(settings.device, settings.workers_per_device)
+    threads = settings.worker_threads
+    if threads is None and all(d == "cpu" for d in devices) and len(devices) > 1:
+        threads = max(1, (os.cpu_count() or 1) // len(devices))  # share the cores, don't oversubscribe
+    limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
+    configs = [
+        WorkerConfig(index, settings.models_dir, device, settings.max_batch_size, settings.score_max_batch_size,
+                     settings.score_max_wait_ms / 1000, limits, threads)
+        for index, device in enumerate(devices)
+    ]
+    return WorkerPool(configs, settings.worker_mode, settings.max_in_flight_per_worker, settings.request_timeout_s, metrics)
+
+
+def create_app(settings: Settings | None = None, engine_factory: EngineFactory | None = None) -> FastAPI:
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_json)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        device = resolve_device(settings.device)
-        store = ModelStore.discover(settings.models_dir, device, {"language_model": settings.default_language_model})
-        engine = InProcessEngine(
-            store, TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens), settings.request_timeout_s
-        )
+        store = ModelStore.discover(settings.models_dir, {"language_model": settings.default_language_model})
+        redis = ResilientRedis(settings.redis_url, settings.redis_timeout_s) if settings.redis_url else None
+        backend = RedisCache(redis, settings.cache_ttl_s) if redis else InProcessLRU(settings.cache_max_entries)
+        engine = (engine_factory or build_worker_pool)(settings, store, metrics)
+        app.state.settings, app.state.store, app.state.engine, app.state.metrics = settings, store, engine, metrics
+        app.state.cache = ResultCache(backend, lambda hit: metrics.cache.labels("hit" if hit else "miss").inc())
+        app.state.api_keys = settings.api_key_set()
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, redis)
         await engine.start()
-        app.state.settings, app.state.store, app.state.engine = settings, store, engine
-        app.state.cache = ResultCache(InProcessLRU(settings.cache_max_entries))
-        logger.info("serving %d model(s) on %s: %s", len(store.models), device, ", ".join(store.models) or "none")
+        if hasattr(engine, "wait_ready") and store.models and not await engine.wait_ready(settings.startup_timeout_s):
+            logger.warning("workers not ready after %.0f s; /readyz will say so", settings.startup_timeout_s)
+        logger.info("serving %s", ", ".join(store.models) or "no models")
         try:
             yield
         finally:
             await engine.stop()
+            if redis:
+                await redis.close()
 
     app = FastAPI(
         title="rnnserve",
@@ -55,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit_for_path=lambda path: settings.max_body_bytes)
-    for router in (generate.router, score.router, models.router, health.router):
-        app.include_router(router)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    protected = [Depends(require_access)]
+    for router in (generate.router, completions.router, score.router, models.router):
+        app.include_router(router, dependencies=protected)
+    app.include_router(health.router)
     return app

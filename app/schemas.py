@@ -26,6 +26,7 @@ class GenerateRequest(RequestModel):
     stop: StrictStr | list[StrictStr] | None = Field(None, description="strings that end the text")
     allow_unknown: StrictBool = Field(False, description="whether <unk> may be generated")
     n: StrictInt = Field(1, ge=1, description="number of choices")
+    stream: StrictBool = Field(False, description="answer with Server-Sent Events, one per token")
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:

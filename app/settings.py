@@ -5,6 +5,7 @@ Nothing reads these at import time: `create_app(settings)` receives one instance
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,5 +31,30 @@ class Settings(BaseSettings):
     max_stop_sequences: int = 8
 
     request_timeout_s: float = Field(60.0, description="a request still running after this answers 504")
+
+    # Engine: workers and batching.
+    worker_mode: Literal["process", "thread"] = Field("process", description="workers as child processes (restartable) or threads")
+    workers_per_device: int = Field(1, ge=1)
+    worker_threads: int | None = Field(None, description="torch CPU threads per worker (default: torch's)")
+    max_batch_size: int = Field(128, ge=1, description="live sequences per generation step")
+    score_max_batch_size: int = Field(64, ge=1, description="sequences per scoring batch")
+    score_max_wait_ms: float = Field(5.0, ge=0, description="how long a score request may wait for others to batch with")
+    max_in_flight_per_worker: int = Field(512, ge=1, description="requests a worker may hold; beyond that 429")
+    startup_timeout_s: float = 120.0
+
+    # Cache: Redis when redis_url is set, else in process.
+    redis_url: str | None = Field(None, description="redis://host:port/db; shared cache and rate limits")
+    redis_timeout_s: float = Field(0.05, description="Redis socket timeout: a slow Redis is skipped, not waited for")
+    cache_ttl_s: int = Field(7 * 24 * 3600, description="lifetime of a cached result in Redis")
     cache_max_entries: int = Field(10_000, description="in-process result cache size (0 disables)")
+
+    # Access: optional bearer API keys, per-key rate limits.
+    api_keys: str = Field("", description="comma-separated keys; empty means no authentication")
+    rate_limit_per_second: float = Field(0.0, ge=0, description="requests per second per key (0: unlimited)")
+    rate_limit_burst: int = Field(20, ge=1, description="token-bucket size")
+
     log_level: str = "INFO"
+    log_json: bool = Field(True, description="one JSON object per log line")
+
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())

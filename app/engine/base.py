@@ -30,6 +30,8 @@ class Choice:
 class GenerateOutput:
     choices: list[Choice]
     prompt_tokens: int
+    # choice index -> its token events (with log-probabilities when they were asked for)
+    token_events: dict[int, list] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,14 +1,13 @@
-"""Language-model work as plain functions of (loaded model, request): tokenizing, running
-the network and shaping results. Engines call them off the event loop."""
+"""Language-model request preparation and result shaping, run inside a worker: tokenizing
+with the limits applied, and turning raw scores into response items."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.engine.base import Choice, GenerateInput, GenerateOutput, ScoredText, ScoreInput
+from app.engine.base import ScoredText, ScoreInput
 from models.checkpoint import EncodedText, LoadedLanguageModel
-from models.generation import generate
 from models.sampling import InvalidParameter
-from models.scoring import score_sequences
+from models.scoring import SequenceScore
 
 
 @dataclass(frozen=True)
@@ -26,17 +25,6 @@ def encode_prompt(loaded: LoadedLanguageModel, prompt: str, limits: TokenLimits)
     return encoded
 
 
-def run_generate(loaded: LoadedLanguageModel, request: GenerateInput, limits: TokenLimits) -> GenerateOutput:
-    encoded = encode_prompt(loaded, request.prompt, limits)
-    completions = generate(
-        loaded.model, loaded.vocab, loaded.tokenizer, [encoded.ids] * len(request.params), request.params
-    )
-    return GenerateOutput(
-        choices=[Choice(c.text, c.tokens, c.finish_reason or "length") for c in completions],
-        prompt_tokens=len(encoded.tokens),
-    )
-
-
 def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits: TokenLimits) -> list[EncodedText]:
     if request.texts is not None:
         encoded = [loaded.encode_text(t, request.add_bos, request.add_eos) for t in request.texts]
@@ -52,21 +40,14 @@ def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits:
     return encoded
 
 
-def run_score(loaded: LoadedLanguageModel, request: ScoreInput, limits: TokenLimits) -> list[ScoredText]:
-    encoded = encode_score_input(loaded, request, limits)
-    scores = score_sequences(loaded.model, [item.ids for item in encoded])
-    results = []
-    for item, score in zip(encoded, scores):
-        # Without a start token the first token is context, not scored.
-        offset = 1 - item.context
-        results.append(
-            ScoredText(
-                tokens=item.tokens[offset:],
-                token_logprobs=[round(x, 6) for x in score.token_logprobs],
-                logprob=round(score.logprob, 6),
-                num_tokens=score.num_tokens,
-                perplexity=round(score.perplexity, 4),
-                oov=item.oov[offset:],
-            )
-        )
-    return results
+def to_scored_text(item: EncodedText, score: SequenceScore) -> ScoredText:
+    # Without a start token the first token is context, not scored.
+    offset = 1 - item.context
+    return ScoredText(
+        tokens=item.tokens[offset:],
+        token_logprobs=[round(x, 6) for x in score.token_logprobs],
+        logprob=round(score.logprob, 6),
+        num_tokens=score.num_tokens,
+        perplexity=round(score.perplexity, 4),
+        oov=item.oov[offset:],
+    )

@@ -1,16 +1,18 @@
-"""POST /v1/generate"""
+"""POST /v1/generate (JSON, or Server-Sent Events with "stream": true)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from typing import AsyncIterator
 
 from fastapi import APIRouter
 
 from app.cache import cache_key
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput
+from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
 from app.errors import ApiError
 from app.schemas import GenerateChoice, GenerateRequest, GenerateResponse, Usage
+from app.sse import event_stream, open_stream, sse
 
 router = APIRouter(tags=["generate"])
 
@@ -26,22 +28,48 @@ def check_limits(body: GenerateRequest, settings) -> None:
         raise ApiError(422, f"at most {settings.max_stop_sequences} stop strings", "stop")
 
 
-@router.post("/v1/generate", response_model=GenerateResponse)
+@router.post(
+    "/v1/generate",
+    response_model=GenerateResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}},
+)
 async def generate(body: GenerateRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
     check_limits(body, settings)
-    loaded = store.resolve(body.model, "language_model")
+    info = store.resolve(body.model, "language_model")
     params = body.to_sampling_params()
+    request = GenerateInput(info.model_id, body.prompt, params)
+    response_id = f"gen-{uuid.uuid4().hex}"
+    if body.stream:
+        first, stream = await open_stream(engine.generate_stream(request))
+        return event_stream(first, stream, lambda events: render_generate_stream(events, response_id, info.model_id))
 
     async def compute() -> dict:
-        output = await engine.generate(GenerateInput(loaded.model_id, body.prompt, params))
-        choices = [GenerateChoice(index=i, **asdict(c)) for i, c in enumerate(output.choices)]
+        output = await engine.generate(request)
+        choices = [GenerateChoice(index=i, text=c.text, tokens=c.tokens, finish_reason=c.finish_reason)
+                   for i, c in enumerate(output.choices)]
         usage = Usage(prompt_tokens=output.prompt_tokens, completion_tokens=sum(len(c.tokens) for c in choices))
         return {"choices": [c.model_dump() for c in choices], "usage": usage.model_dump()}
 
     if all(p.deterministic for p in params):
-        normalised = body.model_dump(exclude={"model"}) | {"params": [repr(p) for p in params]}
-        key = cache_key(loaded.model_id, loaded.revision, "generate", normalised)
+        normalised = body.model_dump(exclude={"model", "stream"}) | {"params": [repr(p) for p in params]}
+        key = cache_key(info.model_id, info.revision, "generate", normalised)
         result, cached = await cache.get_or_compute(key, compute)
     else:
         result, cached = await compute(), False
-    return GenerateResponse(id=f"gen-{uuid.uuid4().hex}", model=loaded.model_id, cached=cached, **result)
+    return GenerateResponse(id=response_id, model=info.model_id, cached=cached, **result)
+
+
+async def render_generate_stream(events: AsyncIterator, response_id: str, model_id: str) -> AsyncIterator[str]:
+    """One event per token, then one final event with each choice's finish_reason and usage."""
+    prompt_tokens, completion_tokens = 0, 0
+    finished: list[dict] = []
+    async for event in events:
+        if isinstance(event, PromptInfo):
+            prompt_tokens = event.prompt_tokens
+        elif isinstance(event, TokenEvent):
+            completion_tokens += 1
+            yield sse({"id": response_id, "model": model_id, "choices": [{"index": event.choice, "text": event.text, "token": event.token}]})
+        elif isinstance(event, ChoiceFinished):
+            finished.append({"index": event.choice, "text": "", "finish_reason": event.finish_reason})
+    yield sse({"id": response_id, "model": model_id, "choices": sorted(finished, key=lambda c: c["index"]),
+               "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})

@@ -1,7 +1,10 @@
-"""GET /healthz (the process answers) and GET /readyz (models loaded, workers up)."""
+"""GET /healthz (the process answers), GET /readyz (models loaded, workers up) and
+GET /metrics (Prometheus)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.dependencies import EngineDep, StoreDep
 from app.errors import error_response
@@ -17,9 +20,13 @@ async def healthz() -> dict:
 @router.get("/readyz")
 async def readyz(store: StoreDep, engine: EngineDep):
     health = engine.health()
-    body = {"status": "ready", "models": sorted(store.models), "failed_models": store.failures, "workers": health.workers}
     if not store.models:
         return error_response(503, "no model is loaded", error_type="service_unavailable")
     if not health.ready:
         return error_response(503, health.detail or "workers are not ready", error_type="service_unavailable")
-    return body
+    return {"status": "ready", "models": sorted(store.models), "failed_models": store.failures, "workers": health.workers}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -12,17 +12,16 @@ router = APIRouter(tags=["models"])
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(store: StoreDep) -> ModelList:
     cards = []
-    for model_id, loaded in store.models.items():
-        public = store.public_type(loaded)
+    for model_id, info in store.models.items():
         cards.append(
             ModelCard(
                 id=model_id,
-                type=public,
-                level=getattr(loaded, "level", None),
-                default=store.defaults.get(public) == model_id,
-                revision=loaded.revision,
-                parameters=loaded.parameters,
-                metrics=loaded.metrics,
+                type=info.public_type,
+                level=info.level,
+                default=store.defaults.get(info.public_type) == model_id,
+                revision=info.revision,
+                parameters=info.parameters,
+                metrics=info.metrics,
             )
         )
     return ModelList(data=cards)

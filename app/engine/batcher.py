@@ -1,0 +1,162 @@
+"""Continuous (iteration-level) batching for generation, and dynamic batching for scoring.
+
+An RNN's per-sequence state is fixed-size, so the slot table is just the batch dimension of
+the state tensors: each live row owns one column of every (num_layers, B, hidden) tensor.
+Every step runs one batched cell step for all live rows; finished or aborted rows leave and
+waiting rows join (their prompts prefilled together) between steps.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from app.engine.base import ScoredText
+from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
+from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
+from models.checkpoint import LoadedLanguageModel
+from models.generation import CompletionTracker, decode_step, prefill
+from models.sampling import BatchSampler, InvalidParameter
+from models.scoring import score_sequences
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    request_id: str
+    choice: int
+    prompt_ids: list[int]
+    tracker: CompletionTracker
+    logprobs: int | None
+    aborted: bool = False
+
+
+class ContinuousBatcher:
+    """The generation slot table of one model."""
+
+    def __init__(self, loaded: LoadedLanguageModel, max_batch_size: int, limits: TokenLimits) -> None:
+        self.loaded, self.max_batch_size, self.limits = loaded, max_batch_size, limits
+        self.device = loaded.model.embedding.weight.device
+        self.waiting: deque[Row] = deque()
+        self.rows: list[Row] = []
+        self.state: tuple[torch.Tensor, ...] = ()
+        self.logits: torch.Tensor | None = None  # (B, V) next-token logits of the live rows
+        self.sampler: BatchSampler | None = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def submit(self, job: GenerateJob, emit) -> None:
+        try:
+            encoded = encode_prompt(self.loaded, job.prompt, self.limits)
+        except InvalidParameter as error:
+            emit(JobError(job.request_id, "invalid", str(error), error.param))
+            return
+        emit(PromptInfo(job.request_id, len(encoded.tokens)))
+        for choice, params in enumerate(job.params):
+            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer)
+            row = Row(job.request_id, choice, encoded.ids, tracker, job.logprobs)
+            if params.max_tokens == 0:
+                emit(ChoiceFinished(job.request_id, choice, "length", "", []))
+            else:
+                self.waiting.append(row)
+
+    def abort(self, request_id: str) -> None:
+        self.waiting = deque(r for r in self.waiting if r.request_id != request_id)
+        for row in self.rows:
+            if row.request_id == request_id:
+                row.aborted = True
+
+    def _admit(self) -> None:
+        joining: list[Row] = []
+        while self.waiting and len(self.rows) + len(joining) < self.max_batch_size:
+            joining.append(self.waiting.popleft())
+        if not joining:
+            return
+        vocab = self.loaded.vocab
+        logits, state = prefill(self.loaded.model, [row.prompt_ids for row in joining])
+        sampler = BatchSampler([r.tracker.params for r in joining], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
+        if self.rows:
+            self.logits = torch.cat([self.logits, logits])
+            self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
+            self.sampler = self.sampler.concatenate(sampler)
+        else:
+            self.logits, self.state, self.sampler = logits, state, sampler
+        self.rows.extend(joining)
+
+    def step(self, emit) -> int:
+        """Admit waiting rows, choose one token for every live row, drop finished rows and
+        advance the rest. Returns the batch size of this step (0 when idle)."""
+        self._admit()
+        if not self.rows:
+            return 0
+        batch_size = len(self.rows)
+        generated = torch.tensor([len(r.tracker.completion.token_ids) for r in self.rows], device=self.device)
+        chosen = self.sampler.choose(self.logits, generated)
+        raw_logprobs = None
+        if any(r.logprobs is not None for r in self.rows):
+            raw_logprobs = self.logits.float().log_softmax(dim=-1).cpu()
+        tokens = self.loaded.vocab.tokens
+        keep: list[int] = []
+        for index, (row, token_id) in enumerate(zip(self.rows, chosen.tolist())):
+            if row.aborted:
+                continue
+            completion = row.tracker.completion
+            count_before = len(completion.token_ids)
+            delta = row.tracker.add(token_id)
+            if len(completion.token_ids) > count_before:
+                logprob, top = None, None
+                if raw_logprobs is not None and row.logprobs is not None:
+                    logprob = float(raw_logprobs[index, token_id])
+                    if row.logprobs > 0:
+                        values, ids = raw_logprobs[index].topk(row.logprobs)
+                        top = {tokens[i]: round(float(v), 6) for v, i in zip(values.tolist(), ids.tolist())}
+                emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top))
+            if row.tracker.finished:
+                emit(ChoiceFinished(row.request_id, row.choice, completion.finish_reason, completion.text, completion.tokens))
+            else:
+                keep.append(index)
+        if len(keep) < batch_size:
+            self.rows = [self.rows[i] for i in keep]
+            if not keep:
+                self.logits, self.state, self.sampler = None, (), None
+                return batch_size
+            index_tensor = torch.tensor(keep, device=self.device)
+            self.state = tuple(s[:, index_tensor] for s in self.state)
+            self.sampler = self.sampler.filter(keep)
+            chosen = chosen[index_tensor]
+        self.logits, self.state = decode_step(self.loaded.model, chosen.to(self.device), self.state)
+        return batch_size
+
+
+def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max_batch_size: int, emit) -> list[int]:
+    """Score the sequences of several requests together: all sequences of a model sorted by
+    length (less padding) and run in chunks. Returns the batch sizes used."""
+    batch_sizes: list[int] = []
+    by_model: dict[str, list[tuple[ScoreJob, list]]] = {}
+    for job in jobs:
+        loaded = models[job.request.model_id]
+        try:
+            encoded = encode_score_input(loaded, job.request, limits)
+        except InvalidParameter as error:
+            emit(JobError(job.request_id, "invalid", str(error), error.param))
+            continue
+        by_model.setdefault(job.request.model_id, []).append((job, encoded))
+    for model_id, items in by_model.items():
+        loaded = models[model_id]
+        flat = [(job_index, item_index, item) for job_index, (_, encoded) in enumerate(items) for item_index, item in enumerate(encoded)]
+        flat.sort(key=lambda entry: len(entry[2].ids))
+        results: list[list[ScoredText | None]] = [[None] * len(encoded) for _, encoded in items]
+        for start in range(0, len(flat), max_batch_size):
+            chunk = flat[start : start + max_batch_size]
+            scores = score_sequences(loaded.model, [entry[2].ids for entry in chunk])
+            batch_sizes.append(len(chunk))
+            for (job_index, item_index, item), score in zip(chunk, scores):
+                results[job_index][item_index] = to_scored_text(item, score)
+        for (job, _), job_results in zip(items, results):
+            emit(JobResult(job.request_id, job_results))
+    return batch_sizes

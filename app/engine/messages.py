@@ -1,0 +1,90 @@
+"""Messages between the worker pool (in the HTTP process) and its workers. They cross a
+process boundary through multiprocessing queues; both ends are this service's own code."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.engine.base import ScoreInput
+from models.sampling import SamplingParams
+
+
+# pool -> worker
+@dataclass
+class GenerateJob:
+    request_id: str
+    model_id: str
+    prompt: str
+    params: list[SamplingParams]
+    logprobs: int | None = None  # also report the chosen token's log-probability and this many alternatives
+
+
+@dataclass
+class ScoreJob:
+    request_id: str
+    request: ScoreInput
+
+
+@dataclass
+class Abort:
+    request_id: str
+
+
+@dataclass
+class Shutdown:
+    pass
+
+
+# worker -> pool
+@dataclass
+class Ready:
+    worker_id: int
+    models: list[str]
+    device: str
+
+
+@dataclass
+class TokenEvent:
+    request_id: str
+    choice: int
+    token: str
+    text: str  # text this token adds to the choice (may be empty)
+    logprob: float | None = None
+    top_logprobs: dict[str, float] | None = None
+
+
+@dataclass
+class ChoiceFinished:
+    request_id: str
+    choice: int
+    finish_reason: str
+    text: str
+    tokens: list[str]
+
+
+@dataclass
+class PromptInfo:
+    request_id: str
+    prompt_tokens: int
+
+
+@dataclass
+class JobResult:
+    request_id: str
+    result: object
+
+
+@dataclass
+class JobError:
+    request_id: str
+    kind: str  # "invalid" (422) or "failed" (503)
+    message: str
+    param: str | None = None
+
+
+@dataclass
+class StepReport:
+    """One worker step's events, sent as one message to keep IPC cheap."""
+
+    events: list = field(default_factory=list)
+    generation_batch_sizes: list[int] = field(default_factory=list)
+    score_batch_sizes: list[int] = field(default_factory=list)

@@ -1,0 +1,305 @@
+"""The worker pool: the engine the HTTP layer talks to (DESIGN.md §5).
+
+One worker per device (each visible GPU, or the CPU), each a child process by default. The
+pool routes a request to the least-loaded ready worker, bounds how many requests a worker
+may hold (429 beyond that), enforces per-request deadlines (504), forwards aborts when a
+client goes away, and watches the processes: a dead worker's requests fail with 503 and the
+worker is started again.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import torch
+
+from app.engine.base import (
+    Choice,
+    EngineHealth,
+    EngineOverloaded,
+    EngineTimeout,
+    EngineUnavailable,
+    GenerateInput,
+    GenerateOutput,
+    ScoredText,
+    ScoreInput,
+)
+from app.engine.messages import (
+    Abort,
+    ChoiceFinished,
+    GenerateJob,
+    JobError,
+    JobResult,
+    PromptInfo,
+    Ready,
+    ScoreJob,
+    Shutdown,
+    StepReport,
+    TokenEvent,
+)
+from app.engine.worker import WorkerConfig, WorkerLoop, process_main
+from app.metrics import Metrics
+from models.sampling import InvalidParameter
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerDied(Exception):
+    pass
+
+
+@dataclass
+class PendingRequest:
+    request_id: str
+    worker_id: int
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    done: bool = False
+
+
+@dataclass
+class WorkerHandle:
+    config: WorkerConfig
+    inbox: object
+    outbox: object
+    runner: object  # multiprocessing.Process or threading.Thread
+    ready: bool = False
+    stopping: bool = False
+    in_flight: set[str] = field(default_factory=set)
+    reader: threading.Thread | None = None
+
+    def alive(self) -> bool:
+        return self.runner.is_alive()
+
+
+def plan_devices(device: str, workers_per_device: int) -> list[str]:
+    """auto: one worker per visible CUDA device, the CPU otherwise."""
+    if device == "auto":
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    else:
+        devices = [d.strip() for d in device.split(",") if d.strip()]
+    return [d for d in devices for _ in range(max(1, workers_per_device))]
+
+
+class WorkerPool:
+    def __init__(self, worker_configs: list[WorkerConfig], mode: str, max_in_flight: int, timeout_s: float, metrics: Metrics) -> None:
+        self.worker_configs, self.mode = worker_configs, mode
+        self.max_in_flight, self.timeout_s, self.metrics = max_in_flight, timeout_s, metrics
+        self.workers: dict[int, WorkerHandle] = {}
+        self.requests: dict[str, PendingRequest] = {}
+        self.restarts = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._monitor: asyncio.Task | None = None
+        self._context = multiprocessing.get_context("spawn")
+
+    # life cycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for config in self.worker_configs:
+            self._spawn(config)
+        self._monitor = asyncio.create_task(self._watch())
+
+    async def wait_ready(self, timeout_s: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.workers and all(w.ready for w in self.workers.values()):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def stop(self) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+        for handle in self.workers.values():
+            handle.stopping = True
+            handle.inbox.put(Shutdown())
+        for handle in self.workers.values():
+            await asyncio.to_thread(handle.runner.join, 5)
+            if self.mode == "process" and handle.runner.is_alive():
+                handle.runner.kill()
+        for request in list(self.requests.values()):
+            self._fail(request, EngineUnavailable("the server is shutting down"))
+
+    def _spawn(self, config: WorkerConfig) -> None:
+        if self.mode == "process":
+            inbox, outbox = self._context.Queue(), self._context.Queue()
+            runner = self._context.Process(target=process_main, args=(config, inbox, outbox), daemon=True, name=f"rnnserve-worker-{config.worker_id}")
+        else:
+            inbox, outbox = queue.Queue(), queue.Queue()
+            runner = threading.Thread(target=WorkerLoop(config, inbox, outbox).run, daemon=True, name=f"rnnserve-worker-{config.worker_id}")
+        handle = WorkerHandle(config, inbox, outbox, runner)
+        runner.start()
+        handle.reader = threading.Thread(target=self._read, args=(handle,), daemon=True)
+        handle.reader.start()
+        self.workers[config.worker_id] = handle
+
+    def _read(self, handle: WorkerHandle) -> None:
+        """Reader thread: hands the worker's messages to the event loop."""
+        while True:
+            try:
+                message = handle.outbox.get(timeout=0.2)
+            except queue.Empty:
+                if not handle.alive():
+                    return
+                continue
+            except (EOFError, OSError, ValueError):
+                return
+            self._loop.call_soon_threadsafe(self._dispatch, handle, message)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            alive = 0
+            for worker_id, handle in list(self.workers.items()):
+                if handle.alive():
+                    alive += handle.ready
+                    continue
+                if handle.stopping:
+                    continue
+                logger.error("worker %d died (exit code %s); restarting it", worker_id, getattr(handle.runner, "exitcode", None))
+                for request_id in list(handle.in_flight):
+                    request = self.requests.get(request_id)
+                    if request is not None:
+                        self._fail(request, EngineUnavailable(f"worker {worker_id} died while running this request; retry"))
+                self.restarts += 1
+                self.metrics.worker_restarts.inc()
+                self._spawn(handle.config)
+            self.metrics.workers_alive.set(alive)
+
+    # events -----------------------------------------------------------------------------
+    def _dispatch(self, handle: WorkerHandle, message) -> None:
+        if self.workers.get(handle.config.worker_id) is not handle:
+            return  # a message from a worker that has been replaced
+        if isinstance(message, Ready):
+            handle.ready = True
+            logger.info("worker %d ready on %s with %s", message.worker_id, message.device, ", ".join(message.models))
+            return
+        if isinstance(message, StepReport):
+            for size in message.generation_batch_sizes:
+                self.metrics.batch_size.labels("generate").observe(size)
+            for size in message.score_batch_sizes:
+                self.metrics.batch_size.labels("score").observe(size)
+            for event in message.events:
+                request = self.requests.get(event.request_id)
+                if request is not None and not request.done:
+                    request.events.put_nowait(event)
+
+    def _fail(self, request: PendingRequest, error: Exception) -> None:
+        if not request.done:
+            request.events.put_nowait(error)
+
+    # submission -------------------------------------------------------------------------
+    def _submit(self, job) -> PendingRequest:
+        ready = [w for w in self.workers.values() if w.ready and w.alive()]
+        if not ready:
+            raise EngineUnavailable("no worker is ready")
+        handle = min(ready, key=lambda w: len(w.in_flight))
+        if len(handle.in_flight) >= self.max_in_flight:
+            raise EngineOverloaded("all workers are at their queue limit; retry shortly", retry_after=1)
+        request = PendingRequest(job.request_id, handle.config.worker_id)
+        self.requests[job.request_id] = request
+        handle.in_flight.add(job.request_id)
+        self.metrics.queue_depth.labels(str(handle.config.worker_id)).set(len(handle.in_flight))
+        handle.inbox.put(job)
+        return request
+
+    def _release(self, request: PendingRequest) -> None:
+        finished_cleanly = request.done
+        request.done = True
+        self.requests.pop(request.request_id, None)
+        handle = self.workers.get(request.worker_id)
+        if handle is not None:
+            handle.in_flight.discard(request.request_id)
+            self.metrics.queue_depth.labels(str(request.worker_id)).set(len(handle.in_flight))
+            if not finished_cleanly and handle.alive():
+                handle.inbox.put(Abort(request.request_id))  # frees the slot at the next step
+
+    async def _next_event(self, request: PendingRequest, deadline: float):
+        remaining = deadline - time.monotonic()
+        try:
+            event = await asyncio.wait_for(request.events.get(), max(remaining, 0.001))
+        except TimeoutError as error:
+            raise EngineTimeout(f"request did not finish within {self.timeout_s:g} s") from error
+        if isinstance(event, Exception):
+            raise event
+        if isinstance(event, JobError):
+            if event.kind == "invalid":
+                raise InvalidParameter(event.param or "body", event.message)
+            raise EngineUnavailable(event.message)
+        return event
+
+    # Engine interface -------------------------------------------------------------------
+    async def generate_stream(self, request: GenerateInput, logprobs: int | None = None) -> AsyncIterator[object]:
+        """Yields PromptInfo, then TokenEvent and ChoiceFinished events as they happen."""
+        started = time.monotonic()
+        deadline = started + self.timeout_s
+        job = GenerateJob(f"gen-{uuid.uuid4().hex}", request.model_id, request.prompt, request.params, logprobs)
+        pending = self._submit(job)
+        unfinished = len(request.params)
+        last_token_at: dict[int, float] = {}
+        try:
+            while unfinished:
+                event = await self._next_event(pending, deadline)
+                if isinstance(event, TokenEvent):
+                    now = time.monotonic()
+                    previous = last_token_at.get(event.choice)
+                    if previous is None:
+                        self.metrics.time_to_first_token.observe(now - started)
+                    else:
+                        self.metrics.inter_token.observe(now - previous)
+                    last_token_at[event.choice] = now
+                    self.metrics.tokens_generated.labels(request.model_id).inc()
+                elif isinstance(event, ChoiceFinished):
+                    unfinished -= 1
+                yield event
+            pending.done = True
+        finally:
+            self._release(pending)
+
+    async def generate(self, request: GenerateInput, logprobs: int | None = None) -> GenerateOutput:
+        choices: list[Choice | None] = [None] * len(request.params)
+        prompt_tokens = 0
+        token_logprobs: dict[int, list[TokenEvent]] = {}
+        async for event in self.generate_stream(request, logprobs):
+            if isinstance(event, PromptInfo):
+                prompt_tokens = event.prompt_tokens
+            elif isinstance(event, TokenEvent):
+                token_logprobs.setdefault(event.choice, []).append(event)
+            elif isinstance(event, ChoiceFinished):
+                choices[event.choice] = Choice(event.text, event.tokens, event.finish_reason)
+        return GenerateOutput(choices=choices, prompt_tokens=prompt_tokens, token_events=token_logprobs)
+
+    async def score(self, request: ScoreInput) -> list[ScoredText]:
+        deadline = time.monotonic() + self.timeout_s
+        pending = self._submit(ScoreJob(f"score-{uuid.uuid4().hex}", request))
+        try:
+            while True:
+                event = await self._next_event(pending, deadline)
+                if isinstance(event, JobResult):
+                    pending.done = True
+                    return event.result
+        finally:
+            self._release(pending)
+
+    async def abort(self, request_id: str) -> None:
+        request = self.requests.get(request_id)
+        if request is not None:
+            self._release(request)
+
+    def health(self) -> EngineHealth:
+        workers = [
+            {"id": w.config.worker_id, "device": w.config.device, "alive": w.alive(), "ready": w.ready,
+             "in_flight": len(w.in_flight), "pid": getattr(w.runner, "pid", None)}
+            for w in self.workers.values()
+        ]
+        ready = bool(workers) and all(w["alive"] and w["ready"] for w in workers)
+        detail = "" if ready else "workers are starting or restarting"
+        return EngineHealth(ready=ready, workers=workers, detail=detail)

@@ -1,0 +1,28 @@
+"""Prometheus metrics, one registry per app instance (no process-global state, so several
+apps in one test process do not collide)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("rnnserve_requests", "HTTP requests by endpoint and status", ["endpoint", "method", "status"], registry=r)
+        self.request_seconds = Histogram("rnnserve_request_seconds", "HTTP request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("rnnserve_queue_depth", "requests waiting or running in workers", ["worker"], registry=r)
+        self.batch_size = Histogram("rnnserve_batch_size", "rows per engine step", ["kind"], buckets=BATCH_BUCKETS, registry=r)
+        self.time_to_first_token = Histogram("rnnserve_time_to_first_token_seconds", "from submission to the first token", buckets=LATENCY_BUCKETS, registry=r)
+        self.inter_token = Histogram("rnnserve_inter_token_seconds", "time between tokens of a sequence", buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens_generated = Counter("rnnserve_tokens_generated", "tokens generated", ["model"], registry=r)
+        self.cache = Counter("rnnserve_cache_lookups", "result cache lookups", ["result"], registry=r)
+        self.worker_restarts = Counter("rnnserve_worker_restarts", "workers restarted after dying", registry=r)
+        self.workers_alive = Gauge("rnnserve_workers_alive", "workers alive and ready", registry=r)
+        self.rate_limited = Counter("rnnserve_rate_limited", "requests refused by a rate limit", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,91 @@
+"""OpenAI-compatible /v1/completions bodies (the legacy completions API that ASR rescoring
+and evaluation tools call)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from models.sampling import SamplingParams
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model: StrictStr | None = None
+    prompt: StrictStr | list[StrictStr] = Field(description="a string or a list of strings (one choice set each)")
+    max_tokens: StrictInt | None = Field(16, ge=0)
+    temperature: float | None = Field(1.0, ge=0, le=2)
+    top_p: float | None = Field(1.0, gt=0, le=1)
+    n: StrictInt | None = Field(1, ge=1)
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: StrictInt | None = Field(None, ge=0, lt=2**63)
+    logprobs: StrictInt | None = Field(None, ge=0, le=5, description="also return log-probabilities and this many alternatives")
+    echo: StrictBool | None = Field(False, description="prepend the prompt (with its logprobs when logprobs is set)")
+    # Accepted for compatibility; only their neutral values are supported.
+    best_of: StrictInt | None = Field(None, ge=1, le=1)
+    presence_penalty: float | None = Field(None, ge=0, le=0)
+    frequency_penalty: float | None = Field(None, ge=0, le=0)
+    logit_bias: dict[str, float] | None = Field(None, max_length=0)
+    suffix: None = None
+    user: StrictStr | None = None
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def to_sampling_params(self) -> list[SamplingParams]:
+        """temperature 0 is argmax; otherwise multinomial with top_p, as OpenAI samples."""
+        temperature = 1.0 if self.temperature is None else self.temperature
+        return [
+            SamplingParams(
+                strategy="argmax" if temperature == 0 else "multinomial",
+                temperature=temperature,
+                top_p=1.0 if self.top_p is None else self.top_p,
+                max_tokens=16 if self.max_tokens is None else self.max_tokens,
+                stop=self.stop_list(),
+                seed=None if self.seed is None else (self.seed + index) % 2**63,
+            )
+            for index in range(self.n or 1)
+        ]
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+    cached: bool = False

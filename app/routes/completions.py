@@ -1,0 +1,137 @@
+"""POST /v1/completions, compatible with OpenAI's completions API and its clients.
+
+`echo` with `max_tokens: 0` and `logprobs` returns the prompt's token log-probabilities
+(natural log, the first token conditioned on the model's start-of-text context), which is
+how rescoring tools call it.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import AsyncIterator
+
+from fastapi import APIRouter
+
+from app.cache import cache_key
+from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
+from app.engine.base import GenerateInput, GenerateOutput, ScoredText, ScoreInput
+from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
+from app.errors import ApiError
+from app.openai_schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, CompletionUsage
+from app.sse import event_stream, open_stream, sse
+
+router = APIRouter(tags=["openai"])
+
+
+def check_limits(body: CompletionRequest, settings) -> None:
+    prompts = body.prompts()
+    if not prompts or len(prompts) > settings.max_n:
+        raise ApiError(422, f"prompt must be a string or a list of 1 to {settings.max_n} strings", "prompt")
+    for prompt in prompts:
+        if not prompt:
+            raise ApiError(422, "prompt must not be empty", "prompt")
+        if len(prompt) > settings.max_prompt_chars:
+            raise ApiError(422, f"prompt has {len(prompt)} characters; the limit is {settings.max_prompt_chars}", "prompt")
+    if (body.max_tokens or 0) > settings.max_new_tokens:
+        raise ApiError(422, f"max_tokens is limited to {settings.max_new_tokens}", "max_tokens")
+    if (body.n or 1) * len(prompts) > settings.max_n:
+        raise ApiError(422, f"n times the number of prompts is limited to {settings.max_n}", "n")
+    if len(body.stop_list()) > settings.max_stop_sequences:
+        raise ApiError(422, f"at most {settings.max_stop_sequences} stop strings", "stop")
+    if body.stream and body.echo:
+        raise ApiError(422, "echo is not supported with stream", "echo")
+
+
+def offsets(tokens: list[str], text: str, start: int = 0) -> list[int]:
+    """Character offset of each token in `text` (tokens are searched for in order)."""
+    result, position = [], start
+    for token in tokens:
+        found = text.find(token, position)
+        if found >= 0:
+            position = found
+        result.append(position)
+        if found >= 0:
+            position += len(token)
+    return result
+
+
+def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent], prompt_score: ScoredText | None,
+                 body: CompletionRequest) -> CompletionChoice:
+    text = (prompt if body.echo else "") + output_choice.text
+    logprobs = None
+    if body.logprobs is not None:
+        tokens, values, tops = [], [], []
+        if body.echo and prompt_score is not None:
+            tokens += prompt_score.tokens
+            values += prompt_score.token_logprobs
+            tops += [None] * len(prompt_score.tokens)
+        tokens += [e.token for e in events]
+        values += [e.logprob for e in events]
+        tops += [e.top_logprobs for e in events]
+        logprobs = CompletionLogprobs(tokens=tokens, token_logprobs=values, top_logprobs=tops if body.logprobs else None,
+                                      text_offset=offsets(tokens, text))
+    return CompletionChoice(text=text, index=index, logprobs=logprobs, finish_reason=output_choice.finish_reason)
+
+
+@router.post(
+    "/v1/completions",
+    response_model=CompletionResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}},
+)
+async def completions(body: CompletionRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
+    check_limits(body, settings)
+    info = store.resolve(body.model, "language_model")
+    params = body.to_sampling_params()
+    prompts = body.prompts()
+    response_id = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        if len(prompts) > 1:
+            raise ApiError(422, "stream supports a single prompt", "prompt")
+        first, stream = await open_stream(engine.generate_stream(GenerateInput(info.model_id, prompts[0], params)))
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return event_stream(first, stream, lambda events: render_stream(events, response_id, created, info.model_id, include_usage))
+
+    async def compute() -> dict:
+        want_logprobs = body.logprobs
+        generations = [engine.generate(GenerateInput(info.model_id, prompt, params), want_logprobs) for prompt in prompts]
+        outputs: list[GenerateOutput] = list(await asyncio.gather(*generations))
+        prompt_scores: list[ScoredText | None] = [None] * len(prompts)
+        if body.echo and body.logprobs is not None:
+            prompt_scores = await engine.score(ScoreInput(info.model_id, texts=prompts, add_bos=True, add_eos=False))
+        choices = []
+        for prompt_index, (prompt, output, prompt_score) in enumerate(zip(prompts, outputs, prompt_scores)):
+            for choice_index, choice in enumerate(output.choices):
+                events = output.token_events.get(choice_index, [])
+                choices.append(build_choice(prompt_index * len(params) + choice_index, prompt, choice, events, prompt_score, body))
+        prompt_tokens = sum(o.prompt_tokens for o in outputs)
+        completion_tokens = sum(len(c.tokens) for o in outputs for c in o.choices)
+        usage = CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens)
+        return {"choices": [c.model_dump() for c in choices], "usage": usage.model_dump()}
+
+    if all(p.deterministic for p in params):
+        normalised = body.model_dump(exclude={"model", "stream", "stream_options", "user"}) | {"params": [repr(p) for p in params]}
+        result, cached = await cache.get_or_compute(cache_key(info.model_id, info.revision, "completions", normalised), compute)
+    else:
+        result, cached = await compute(), False
+    return CompletionResponse(id=response_id, created=created, model=info.model_id, cached=cached, **result)
+
+
+async def render_stream(events: AsyncIterator, response_id: str, created: int, model_id: str, include_usage: bool) -> AsyncIterator[str]:
+    def chunk(choices: list[dict], usage: dict | None = None) -> str:
+        return sse({"id": response_id, "object": "text_completion", "created": created, "model": model_id,
+                    "choices": choices, "usage": usage})
+
+    prompt_tokens = completion_tokens = 0
+    async for event in events:
+        if isinstance(event, PromptInfo):
+            prompt_tokens = event.prompt_tokens
+        elif isinstance(event, TokenEvent):
+            completion_tokens += 1
+            yield chunk([{"text": event.text, "index": event.choice, "logprobs": None, "finish_reason": None}])
+        elif isinstance(event, ChoiceFinished):
+            yield chunk([{"text": "", "index": event.choice, "logprobs": None, "finish_reason": event.finish_reason}])
+    if include_usage:
+        yield chunk([], {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                         "total_tokens": prompt_tokens + completion_tokens})
