@@ -88,3 +88,4 @@ class StepReport:
     events: list = field(default_factory=list)
     generation_batch_sizes: list[int] = field(default_factory=list)
     score_batch_sizes: list[int] = field(default_factory=list)
+    live_rows: int = 0  # sequences in the worker's slot tables after this step

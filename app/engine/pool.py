@@ -73,6 +73,7 @@ class WorkerHandle:
     runner: object  # multiprocessing.Process or threading.Thread
     ready: bool = False
     stopping: bool = False
+    live_rows: int = 0
     in_flight: set[str] = field(default_factory=set)
     reader: threading.Thread | None = None
 
@@ -183,6 +184,7 @@ class WorkerPool:
             logger.info("worker %d ready on %s with %s", message.worker_id, message.device, ", ".join(message.models))
             return
         if isinstance(message, StepReport):
+            handle.live_rows = message.live_rows
             for size in message.generation_batch_sizes:
                 self.metrics.batch_size.labels("generate").observe(size)
             for size in message.score_batch_sizes:
@@ -297,7 +299,7 @@ class WorkerPool:
     def health(self) -> EngineHealth:
         workers = [
             {"id": w.config.worker_id, "device": w.config.device, "alive": w.alive(), "ready": w.ready,
-             "in_flight": len(w.in_flight), "pid": getattr(w.runner, "pid", None)}
+             "in_flight": len(w.in_flight), "live_sequences": w.live_rows, "pid": getattr(w.runner, "pid", None)}
             for w in self.workers.values()
         ]
         ready = bool(workers) and all(w["alive"] and w["ready"] for w in workers)

@@ -62,6 +62,7 @@ class WorkerLoop:
 
     def flush(self) -> None:
         if self.report.events or self.report.generation_batch_sizes or self.report.score_batch_sizes:
+            self.report.live_rows = sum(len(b.rows) + len(b.waiting) for b in self.batchers.values())
             self.outbox.put(self.report)
             self.report = StepReport()
 

@@ -1,0 +1,68 @@
+"""The official openai client, unchanged, against a real uvicorn."""
+import math
+
+import openai
+import pytest
+
+
+@pytest.fixture()
+def client(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models_list(client):
+    assert [model.id for model in client.models.list()] == ["tiny-word-lstm"]
+
+
+def test_completion(client):
+    completion = client.completions.create(model="tiny-word-lstm", prompt="the cat sat on", max_tokens=6, temperature=0)
+    choice = completion.choices[0]
+    assert choice.finish_reason in ("stop", "length") and choice.text
+    assert completion.usage.prompt_tokens == 4
+    again = client.completions.create(model="tiny-word-lstm", prompt="the cat sat on", max_tokens=6, temperature=0)
+    assert again.choices[0].text == choice.text
+
+
+def test_seeded_sampling_with_n_and_stop(client):
+    kwargs = dict(model="tiny-word-lstm", prompt="a bird", max_tokens=10, temperature=0.9, top_p=0.95, n=3, seed=5, stop=["."])
+    first, second = client.completions.create(**kwargs), client.completions.create(**kwargs)
+    assert [c.text for c in first.choices] == [c.text for c in second.choices]
+    assert len(first.choices) == 3 and all("." not in c.text for c in first.choices)
+
+
+def test_streaming(client):
+    stream = client.completions.create(model="tiny-word-lstm", prompt="the dog", max_tokens=8, temperature=0, stream=True)
+    pieces, reasons = [], []
+    for chunk in stream:
+        for choice in chunk.choices:
+            pieces.append(choice.text)
+            if choice.finish_reason:
+                reasons.append(choice.finish_reason)
+    plain = client.completions.create(model="tiny-word-lstm", prompt="the dog", max_tokens=8, temperature=0)
+    assert "".join(pieces) == plain.choices[0].text and reasons == [plain.choices[0].finish_reason]
+
+
+def test_echo_with_zero_tokens_returns_prompt_logprobs(client):
+    completion = client.completions.create(model="tiny-word-lstm", prompt=["the cat sat on the mat .", ". mat the on sat cat the"],
+                                           max_tokens=0, echo=True, logprobs=0)
+    good, bad = completion.choices
+    assert good.text == "the cat sat on the mat ."
+    assert good.logprobs.tokens == ["the", "cat", "sat", "on", "the", "mat", "."]
+    assert all(lp <= 0 for lp in good.logprobs.token_logprobs)
+    assert sum(good.logprobs.token_logprobs) > sum(bad.logprobs.token_logprobs)
+    assert good.logprobs.text_offset[:3] == [0, 4, 8]
+
+
+def test_generated_logprobs(client):
+    completion = client.completions.create(model="tiny-word-lstm", prompt="the cat", max_tokens=3, temperature=0, logprobs=2)
+    logprobs = completion.choices[0].logprobs
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(logprobs.top_logprobs)
+    for value, top in zip(logprobs.token_logprobs, logprobs.top_logprobs):
+        assert math.isclose(value, max(top.values()), abs_tol=1e-4)  # argmax picks the top token
+
+
+def test_errors_reach_the_client_as_openai_errors(client):
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="missing", prompt="x", max_tokens=1)
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model="tiny-word-lstm", prompt="x", max_tokens=10**7)
