@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 
 from app.access import require_access
 from app.body_limit import BodySizeLimitMiddleware
+from app.disconnect import CancelOnDisconnectMiddleware
 from app.cache import InProcessLRU, RedisCache, ResultCache
 from app.engine.base import Engine
 from app.engine.lm_tasks import TokenLimits
@@ -40,8 +41,10 @@ EngineFactory = Callable[[Settings, ModelStore, Metrics], Engine]
 def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -> WorkerPool:
     devices = plan_devices(settings.device, settings.workers_per_device)
     threads = settings.worker_threads
-    if threads is None and all(d == "cpu" for d in devices) and len(devices) > 1:
-        threads = max(1, (os.cpu_count() or 1) // len(devices))  # share the cores, don't oversubscribe
+    if threads is None and all(d == "cpu" for d in devices):
+        # Leave a core to the HTTP process: torch's thread pool spin-waits, and a core shared
+        # with the event loop makes every step wait for a descheduled thread.
+        threads = max(1, ((os.cpu_count() or 1) - 1) // len(devices))
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
         WorkerConfig(index, settings.models_dir, device, settings.max_batch_size, settings.score_max_batch_size,
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit_for_path=lambda path: settings.max_body_bytes)
+    app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     protected = [Depends(require_access)]
     for router in (generate.router, completions.router, score.router, models.router):

@@ -35,8 +35,7 @@ def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[torch.Te
 @torch.inference_mode()
 def decode_step(model: RNNLanguageModel, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
     """tokens (B,) -> next-token logits (B, V) and the new state."""
-    logits, state = model(tokens.unsqueeze(1), state)
-    return logits[:, -1], state
+    return model.step(tokens, state)
 
 
 @dataclass
@@ -48,10 +47,16 @@ class Completion:
 
 
 class CompletionTracker:
-    """Accumulates one row's tokens and decides when it is finished."""
+    """Accumulates one row's tokens and decides when it is finished.
 
-    def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer) -> None:
+    Detokenizing is not free for word models, so the text is rebuilt after every token only
+    when someone needs it as it grows (streaming, or stop strings to look for); otherwise
+    once, when the row finishes.
+    """
+
+    def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer, incremental_text: bool = True) -> None:
         self.params, self.vocab, self.tokenizer = params, vocab, tokenizer
+        self.incremental_text = incremental_text or bool(params.stop)
         self.completion = Completion()
 
     @property
@@ -59,14 +64,21 @@ class CompletionTracker:
         return self.completion.finish_reason is not None
 
     def add(self, token_id: int) -> str:
-        """Record a token; returns the text it adds (empty once a stop string is hit)."""
+        """Record a token; returns the text it adds (empty when text is not tracked, or once a
+        stop string is hit)."""
         completion = self.completion
-        previous_text = completion.text
         if token_id == self.vocab.eos_id:
             completion.finish_reason = "stop"
+            self._final_text()
             return ""
         completion.token_ids.append(token_id)
         completion.tokens.append(self.vocab.tokens[token_id])
+        if len(completion.token_ids) >= self.params.max_tokens:
+            completion.finish_reason = "length"
+        if not self.incremental_text:
+            self._final_text()
+            return ""
+        previous_text = completion.text
         completion.text = self.tokenizer.detokenize(completion.tokens)
         for stop in self.params.stop:
             position = completion.text.find(stop)
@@ -74,13 +86,16 @@ class CompletionTracker:
                 completion.text = completion.text[:position]
                 completion.finish_reason = "stop"
                 break
-        if completion.finish_reason is None and len(completion.token_ids) >= self.params.max_tokens:
-            completion.finish_reason = "length"
-        # Detokenising can rewrite the tail (joining "n" + "'t"), so report the new suffix.
+        # Detokenizing can rewrite the tail (joining "n" + "'t"), so report the new suffix.
         common = 0
-        while common < min(len(previous_text), len(completion.text)) and previous_text[common] == completion.text[common]:
+        limit = min(len(previous_text), len(completion.text))
+        while common < limit and previous_text[common] == completion.text[common]:
             common += 1
         return completion.text[common:]
+
+    def _final_text(self) -> None:
+        if self.finished and not self.incremental_text:
+            self.completion.text = self.tokenizer.detokenize(self.completion.tokens)
 
 
 def generate(
@@ -91,7 +106,7 @@ def generate(
     params: list[SamplingParams],
 ) -> list[Completion]:
     """Generate a completion for each prompt (token ids, start token included)."""
-    trackers = [CompletionTracker(p, vocab, tokenizer) for p in params]
+    trackers = [CompletionTracker(p, vocab, tokenizer, incremental_text=False) for p in params]
     for tracker in trackers:
         if tracker.params.max_tokens == 0:
             tracker.completion.finish_reason = "length"

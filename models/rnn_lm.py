@@ -17,6 +17,8 @@ from torch import nn
 
 State = tuple[torch.Tensor, ...]
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+# One time step of each cell with nn.RNN/GRU/LSTM's weight layout and gate order.
+_CELL_STEPS = {"rnn": torch.rnn_tanh_cell, "gru": torch.gru_cell, "lstm": torch.lstm_cell}
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,33 @@ class RNNLanguageModel(nn.Module):
             flat = hidden.reshape(-1, hidden.size(-1))
             return self.adaptive.log_prob(flat).view(*hidden.shape[:-1], -1)
         return self.decoder(hidden)
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One token per row: tokens (B,) -> (logits (B, V), state), for decoding.
+
+        Same math as `forward` on a length-1 sequence, but calls the fused cell functions
+        layer by layer: for one time step this avoids nn.LSTM's per-call set-up (and oneDNN's),
+        which costs several times the arithmetic at small batch sizes on the CPU.
+        """
+        if self.training:
+            raise RuntimeError("step() is for inference; call eval() first")
+        x = self.embedding(tokens)  # (B, E)
+        cell = _CELL_STEPS[self.config.cell]
+        new_h, new_c = [], []
+        for layer in range(self.config.num_layers):
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if self.config.cell == "lstm":
+                h, c = cell(x, (state[0][layer], state[1][layer]), *weights)
+                new_c.append(c)
+            else:
+                h = cell(x, state[0][layer], *weights)
+            new_h.append(h)
+            x = h
+        if self.projection is not None:
+            x = self.projection(x)
+        new_state = (torch.stack(new_h), torch.stack(new_c)) if new_c else (torch.stack(new_h),)
+        return self.output_logits(x), new_state
 
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None

@@ -90,10 +90,10 @@ class SamplingParams:
     def with_seed(self, seed: int) -> "SamplingParams":
         return replace(self, seed=seed)
 
-    def make_generator(self) -> torch.Generator:
-        generator = torch.Generator()
-        generator.manual_seed(self._resolved_seed)
-        return generator
+    @property
+    def resolved_seed(self) -> int:
+        """The seed actually used (a fresh random one when none was given)."""
+        return self._resolved_seed
 
 
 class LogitsProcessor(Protocol):
@@ -153,9 +153,42 @@ class BanTokensProcessor:
         return logits
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(value: int) -> int:
+    value &= _MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN, _MIX1, _MIX2 = _signed(0x9E3779B97F4A7C15), _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB)
+
+
+def _shift_right(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 tensors (torch's >> is arithmetic)."""
+    return (values >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(values: torch.Tensor) -> torch.Tensor:
+    """The SplitMix64 mixer, element-wise on int64 tensors (wrapping arithmetic)."""
+    z = values + _GOLDEN
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    return z ^ _shift_right(z, 31)
+
+
+def counter_uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+    """Uniform [0, 1) numbers, one per row, that depend only on (row seed, row counter): a
+    counter-based generator, so a row draws the same numbers alone or in any batch, and a
+    whole batch draws in a few vectorised operations."""
+    bits = splitmix64(splitmix64(seeds) + counters)
+    return _shift_right(bits, 11).double() * 2.0**-53
+
+
 class BatchSampler:
-    """Processes a batch's logits and picks one token per row, each row with its own
-    generator so that a seeded row gives the same tokens alone or inside any batch."""
+    """Processes a batch's logits and picks one token per row. Each row samples by inverse
+    CDF with its own counter-based random stream, so a seeded row gives the same tokens
+    alone or inside any batch."""
 
     def __init__(
         self,
@@ -168,32 +201,31 @@ class BatchSampler:
         device = torch.device(device)
         self.params = params
         self.vocab_size, self.unknown_id, self.end_id, self.device = vocab_size, unknown_id, end_id, device
-        self.generators = [p.make_generator() for p in params]
+        self.seeds = torch.tensor([_signed(p.resolved_seed) for p in params], dtype=torch.long, device=device)
+        self.draws = torch.zeros(len(params), dtype=torch.long, device=device)  # numbers drawn per row
         self.greedy = torch.tensor([p.strategy == "argmax" for p in params], device=device)
-        self.processors: list[LogitsProcessor] = [
-            BanTokensProcessor(params, unknown_id, end_id, device)
-        ]
+        self.all_greedy = bool(self.greedy.all())
+        self.processors: list[LogitsProcessor] = [BanTokensProcessor(params, unknown_id, end_id, device)]
         sampled = [p for p in params if p.strategy != "argmax"]
         if any(p.temperature != 1.0 for p in sampled):
             self.processors.append(TemperatureProcessor([p.temperature for p in params], device))
         if any(p.top_k is not None for p in sampled):
-            self.processors.append(
-                TopKProcessor([p.top_k or vocab_size for p in params], vocab_size, device)
-            )
+            self.processors.append(TopKProcessor([p.top_k or vocab_size for p in params], vocab_size, device))
         if any(p.top_p < 1.0 for p in sampled):
             self.processors.append(TopPProcessor([p.top_p for p in params], device))
 
     def filter(self, keep: list[int]) -> "BatchSampler":
-        """The sampler for the rows `keep`, each keeping its generator (rows leave a batch)."""
-        return self._with_rows([self.params[i] for i in keep], [self.generators[i] for i in keep])
+        """The sampler for the rows `keep`, each keeping its random stream (rows leave a batch)."""
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        return self._with_rows([self.params[i] for i in keep], self.draws[index])
 
     def concatenate(self, other: "BatchSampler") -> "BatchSampler":
         """This batch's rows followed by `other`'s (rows join a running batch)."""
-        return self._with_rows(self.params + other.params, self.generators + other.generators)
+        return self._with_rows(self.params + other.params, torch.cat([self.draws, other.draws]))
 
-    def _with_rows(self, params: list[SamplingParams], generators: list[torch.Generator]) -> "BatchSampler":
+    def _with_rows(self, params: list[SamplingParams], draws: torch.Tensor) -> "BatchSampler":
         sampler = BatchSampler(params, self.vocab_size, self.unknown_id, self.end_id, self.device)
-        sampler.generators = generators
+        sampler.draws = draws.clone()
         return sampler
 
     def process(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
@@ -206,8 +238,11 @@ class BatchSampler:
         """logits (B, V), generated counts (B,) -> chosen token ids (B,)."""
         processed = self.process(logits, generated)
         chosen = processed.argmax(dim=-1)
-        if not bool(self.greedy.all()):
-            probabilities = processed.softmax(dim=-1).cpu()
-            for row in (~self.greedy).nonzero().flatten().tolist():
-                chosen[row] = torch.multinomial(probabilities[row], 1, generator=self.generators[row])[0]
-        return chosen
+        if self.all_greedy:
+            return chosen
+        # Inverse-CDF sampling in float64 so the cumulative sum is exact enough at any V.
+        cumulative = processed.softmax(dim=-1).double().cumsum(dim=-1)  # (B, V)
+        targets = counter_uniforms(self.seeds, self.draws).unsqueeze(1) * cumulative[:, -1:]
+        sampled = torch.searchsorted(cumulative, targets, right=True).squeeze(1).clamp_(max=logits.size(-1) - 1)
+        self.draws += (~self.greedy).long()
+        return torch.where(self.greedy, chosen, sampled)

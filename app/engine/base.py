@@ -7,7 +7,7 @@ a fake).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import AsyncIterator, Protocol
 
 from models.sampling import SamplingParams
 
@@ -65,7 +65,10 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def generate(self, request: GenerateInput) -> GenerateOutput: ...
+    async def generate(self, request: GenerateInput, logprobs: int | None = None) -> GenerateOutput: ...
+
+    def generate_stream(self, request: GenerateInput, logprobs: int | None = None, stream: bool = True) -> AsyncIterator[object]:
+        """PromptInfo, then a TokenEvent per token and a ChoiceFinished per choice."""
 
     async def score(self, request: ScoreInput) -> list[ScoredText]: ...
 

@@ -8,6 +8,7 @@ waiting rows join (their prompts prefilled together) between steps.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -31,7 +32,24 @@ class Row:
     prompt_ids: list[int]
     tracker: CompletionTracker
     logprobs: int | None
+    stream: bool
+    submitted_at: float
+    first_token_at: float | None = None
     aborted: bool = False
+
+    @property
+    def reports_tokens(self) -> bool:
+        return self.stream or self.logprobs is not None
+
+    def finished_event(self) -> ChoiceFinished:
+        completion = self.tracker.completion
+        now = time.monotonic()
+        first = self.first_token_at or now
+        count = len(completion.token_ids)
+        return ChoiceFinished(
+            self.request_id, self.choice, completion.finish_reason, completion.text, completion.tokens,
+            first_token_s=first - self.submitted_at, per_token_s=(now - first) / (count - 1) if count > 1 else None,
+        )
 
 
 class ContinuousBatcher:
@@ -57,9 +75,10 @@ class ContinuousBatcher:
             emit(JobError(job.request_id, "invalid", str(error), error.param))
             return
         emit(PromptInfo(job.request_id, len(encoded.tokens)))
+        now = time.monotonic()
         for choice, params in enumerate(job.params):
-            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer)
-            row = Row(job.request_id, choice, encoded.ids, tracker, job.logprobs)
+            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer, incremental_text=job.stream)
+            row = Row(job.request_id, choice, encoded.ids, tracker, job.logprobs, job.stream, now)
             if params.max_tokens == 0:
                 emit(ChoiceFinished(job.request_id, choice, "length", "", []))
             else:
@@ -102,13 +121,16 @@ class ContinuousBatcher:
             raw_logprobs = self.logits.float().log_softmax(dim=-1).cpu()
         tokens = self.loaded.vocab.tokens
         keep: list[int] = []
+        now = time.monotonic()
         for index, (row, token_id) in enumerate(zip(self.rows, chosen.tolist())):
             if row.aborted:
                 continue
             completion = row.tracker.completion
             count_before = len(completion.token_ids)
             delta = row.tracker.add(token_id)
-            if len(completion.token_ids) > count_before:
+            if row.first_token_at is None:
+                row.first_token_at = now
+            if row.reports_tokens and len(completion.token_ids) > count_before:
                 logprob, top = None, None
                 if raw_logprobs is not None and row.logprobs is not None:
                     logprob = float(raw_logprobs[index, token_id])
@@ -117,7 +139,7 @@ class ContinuousBatcher:
                         top = {tokens[i]: round(float(v), 6) for v, i in zip(values.tolist(), ids.tolist())}
                 emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top))
             if row.tracker.finished:
-                emit(ChoiceFinished(row.request_id, row.choice, completion.finish_reason, completion.text, completion.tokens))
+                emit(row.finished_event())
             else:
                 keep.append(index)
         if len(keep) < batch_size:

@@ -16,6 +16,7 @@ class GenerateJob:
     prompt: str
     params: list[SamplingParams]
     logprobs: int | None = None  # also report the chosen token's log-probability and this many alternatives
+    stream: bool = False  # send a TokenEvent per token (otherwise only what logprobs needs, and the finish)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class ChoiceFinished:
     finish_reason: str
     text: str
     tokens: list[str]
+    first_token_s: float | None = None  # from the worker receiving the job to this choice's first token
+    per_token_s: float | None = None  # mean time between this choice's tokens
 
 
 @dataclass

@@ -124,8 +124,13 @@ class WorkerPool:
             handle.inbox.put(Shutdown())
         for handle in self.workers.values():
             await asyncio.to_thread(handle.runner.join, 5)
-            if self.mode == "process" and handle.runner.is_alive():
-                handle.runner.kill()
+            if self.mode == "process":
+                if handle.runner.is_alive():
+                    handle.runner.kill()
+                # Never block interpreter exit on data a dead worker will not read.
+                for channel in (handle.inbox, handle.outbox):
+                    channel.cancel_join_thread()
+                    channel.close()
         for request in list(self.requests.values()):
             self._fail(request, EngineUnavailable("the server is shutting down"))
 
@@ -170,6 +175,8 @@ class WorkerPool:
                     request = self.requests.get(request_id)
                     if request is not None:
                         self._fail(request, EngineUnavailable(f"worker {worker_id} died while running this request; retry"))
+                if self.mode == "process":
+                    handle.inbox.cancel_join_thread()
                 self.restarts += 1
                 self.metrics.worker_restarts.inc()
                 self._spawn(handle.config)
@@ -239,28 +246,23 @@ class WorkerPool:
         return event
 
     # Engine interface -------------------------------------------------------------------
-    async def generate_stream(self, request: GenerateInput, logprobs: int | None = None) -> AsyncIterator[object]:
-        """Yields PromptInfo, then TokenEvent and ChoiceFinished events as they happen."""
-        started = time.monotonic()
-        deadline = started + self.timeout_s
-        job = GenerateJob(f"gen-{uuid.uuid4().hex}", request.model_id, request.prompt, request.params, logprobs)
+    async def generate_stream(self, request: GenerateInput, logprobs: int | None = None, stream: bool = True) -> AsyncIterator[object]:
+        """Yields PromptInfo, then TokenEvents (when streaming or asked for logprobs) and each
+        choice's ChoiceFinished as they happen."""
+        deadline = time.monotonic() + self.timeout_s
+        job = GenerateJob(f"gen-{uuid.uuid4().hex}", request.model_id, request.prompt, request.params, logprobs, stream)
         pending = self._submit(job)
         unfinished = len(request.params)
-        last_token_at: dict[int, float] = {}
         try:
             while unfinished:
                 event = await self._next_event(pending, deadline)
-                if isinstance(event, TokenEvent):
-                    now = time.monotonic()
-                    previous = last_token_at.get(event.choice)
-                    if previous is None:
-                        self.metrics.time_to_first_token.observe(now - started)
-                    else:
-                        self.metrics.inter_token.observe(now - previous)
-                    last_token_at[event.choice] = now
-                    self.metrics.tokens_generated.labels(request.model_id).inc()
-                elif isinstance(event, ChoiceFinished):
+                if isinstance(event, ChoiceFinished):
                     unfinished -= 1
+                    self.metrics.tokens_generated.labels(request.model_id).inc(len(event.tokens))
+                    if event.first_token_s is not None and event.tokens:
+                        self.metrics.time_to_first_token.observe(event.first_token_s)
+                    if event.per_token_s is not None:
+                        self.metrics.inter_token.observe(event.per_token_s)
                 yield event
             pending.done = True
         finally:
@@ -270,7 +272,7 @@ class WorkerPool:
         choices: list[Choice | None] = [None] * len(request.params)
         prompt_tokens = 0
         token_logprobs: dict[int, list[TokenEvent]] = {}
-        async for event in self.generate_stream(request, logprobs):
+        async for event in self.generate_stream(request, logprobs, stream=False):
             if isinstance(event, PromptInfo):
                 prompt_tokens = event.prompt_tokens
             elif isinstance(event, TokenEvent):

@@ -32,7 +32,8 @@ def run_until_done(batcher: ContinuousBatcher, events: list, max_steps: int = 50
 
 
 def tokens_of(events: list, request_id: str) -> list[str]:
-    return [e.token for e in events if isinstance(e, TokenEvent) and e.request_id == request_id]
+    (finished,) = [e for e in events if isinstance(e, ChoiceFinished) and e.request_id == request_id]
+    return finished.tokens
 
 
 PARAM_SETS = {
@@ -93,9 +94,20 @@ def test_abort_frees_the_slot_at_the_next_step(loaded):
     batcher.abort("a")
     batcher.step(events.append)
     assert [row.request_id for row in batcher.rows] == ["b"]
-    count = len(tokens_of(events, "a"))
-    batcher.step(events.append)
-    assert len(tokens_of(events, "a")) == count
+    assert not any(isinstance(e, ChoiceFinished) and e.request_id == "a" for e in events)
+
+
+def test_streaming_rows_report_every_token(loaded):
+    batcher = ContinuousBatcher(loaded, max_batch_size=8, limits=LIMITS)
+    events: list = []
+    params = SamplingParams(strategy="argmax", max_tokens=12)
+    batcher.submit(GenerateJob("s", loaded.model_id, "the cat", [params], stream=True), events.append)
+    batcher.submit(GenerateJob("q", loaded.model_id, "the cat", [params]), events.append)
+    run_until_done(batcher, events)
+    streamed = [e for e in events if isinstance(e, TokenEvent)]
+    assert {e.request_id for e in streamed} == {"s"}
+    assert [e.token for e in streamed] == tokens_of(events, "s") == tokens_of(events, "q")
+    assert "".join(e.text for e in streamed) == next(e.text for e in events if isinstance(e, ChoiceFinished) and e.request_id == "s")
 
 
 def test_n_choices_and_logprobs(loaded):

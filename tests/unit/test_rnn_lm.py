@@ -27,6 +27,20 @@ def test_token_by_token_equals_whole_sequence(cell):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("tie", [False, True])
+def test_fused_step_equals_forward(cell, tie):
+    model = make_model(cell, tie_weights=tie)
+    tokens = torch.randint(0, 50, (4, 9))
+    whole, _ = model(tokens)
+    state = model.init_state(4)
+    for t in range(tokens.size(1)):
+        logits, state = model.step(tokens[:, t], state)
+        torch.testing.assert_close(logits, whole[:, t], atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError):
+        model.train().step(tokens[:, 0], state)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_state_shapes(cell):
     model = make_model(cell)
     state = model.init_state(4)

@@ -116,3 +116,23 @@ def test_invalid_parameters_name_the_parameter(kwargs, param):
 def test_unseeded_sampling_is_not_deterministic():
     assert not SamplingParams(strategy="top_k").deterministic
     assert SamplingParams(strategy="top_k", seed=1).deterministic
+
+
+def test_sampling_follows_the_distribution():
+    probabilities = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05])
+    logits = probabilities.clamp_min(1e-30).log().repeat(4000, 1)
+    s = BatchSampler([SamplingParams(strategy="multinomial", seed=i, allow_unknown=True) for i in range(4000)], 5, 1, 3)
+    counts = torch.bincount(s.choose(logits, torch.ones(4000, dtype=torch.long)), minlength=5).double() / 4000
+    assert counts[1] == 0  # a zero-probability token is never drawn
+    assert torch.allclose(counts, probabilities.double(), atol=0.03)
+
+
+def test_counter_uniforms_are_uniform_and_depend_on_seed_and_counter():
+    from models.sampling import counter_uniforms
+
+    seeds = torch.arange(20000, dtype=torch.long)
+    values = counter_uniforms(seeds, torch.zeros_like(seeds))
+    assert 0 <= float(values.min()) and float(values.max()) < 1
+    assert abs(float(values.mean()) - 0.5) < 0.01
+    assert torch.histc(values.float(), bins=10, min=0, max=1).min() > 1800
+    assert not torch.equal(values, counter_uniforms(seeds, torch.ones_like(seeds)))
