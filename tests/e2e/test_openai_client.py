@@ -1,8 +1,12 @@
 """The official openai client, unchanged, against a real uvicorn."""
 import math
+import time
 
+import httpx
 import openai
 import pytest
+
+from tests.e2e.conftest import start_server
 
 
 @pytest.fixture()
@@ -68,22 +72,21 @@ def test_errors_reach_the_client_as_openai_errors(client):
         client.completions.create(model="tiny-word-lstm", prompt="x", max_tokens=10**7)
 
 
-def test_a_client_that_gives_up_frees_its_slot(server):
+def test_a_client_that_gives_up_frees_its_slot(tmp_path, tiny_models_dir):
     """A plain (non-streaming) request whose client disconnects is cancelled in the engine."""
-    import time
-
-    import httpx
-
-    body = {"prompt": "the cat", "max_tokens": 1000, "min_tokens": 1000}
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.base_url + "/v1/generate", json=body, timeout=0.5)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        worker = httpx.get(server.base_url + "/readyz").json()["workers"][0]
-        if worker["in_flight"] == 0 and worker["live_sequences"] == 0:
-            break
-        time.sleep(0.05)
-    assert worker["in_flight"] == 0 and worker["live_sequences"] == 0
-    # Aborted, not finished: a sequence run to its end would have counted its 1000 tokens.
-    metrics = httpx.get(server.base_url + "/metrics").text
-    assert 'rnnserve_tokens_generated_total{model="tiny-word-lstm"}' not in metrics
+    server = start_server(tmp_path, tiny_models_dir, RNNSERVE_MAX_NEW_TOKENS="1000000")
+    body = {"prompt": "the cat", "max_tokens": 1000000, "min_tokens": 1000000}  # minutes of work
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.base_url + "/v1/generate", json=body, timeout=0.5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            worker = httpx.get(server.base_url + "/readyz").json()["workers"][0]
+            if worker["in_flight"] == 0 and worker["live_sequences"] == 0:
+                break
+            time.sleep(0.05)
+        assert worker["in_flight"] == 0 and worker["live_sequences"] == 0
+        # Aborted, not finished: a sequence that ran to its end would have counted its tokens.
+        assert "rnnserve_tokens_generated_total{" not in httpx.get(server.base_url + "/metrics").text
+    finally:
+        server.stop()
