@@ -1,0 +1,37 @@
+"""The models that ship in weights/ load, answer and rank sensibly (what `make serve` serves)."""
+import json
+
+import pytest
+
+from tests.api.conftest import open_client
+from tests.conftest import SHIPPED_MODELS
+
+SHIPPED = sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "config.json").is_file())
+
+
+@pytest.fixture(scope="module")
+def shipped_client():
+    client = open_client(SHIPPED_MODELS)
+    yield client
+    client.__exit__(None, None, None)
+
+
+def test_weights_are_safetensors_with_metrics():
+    assert SHIPPED, "no shipped model"
+    for name in SHIPPED:
+        config = json.loads((SHIPPED_MODELS / name / "config.json").read_text())
+        assert (SHIPPED_MODELS / name / "model.safetensors").is_file()
+        assert config["metrics"], name
+        assert config["provenance"]["command"].startswith("python -m training."), name
+
+
+@pytest.mark.parametrize("model", [m for m in SHIPPED])
+def test_ranks_the_sentence_above_its_words_reversed(shipped_client, model):
+    body = shipped_client.post("/v1/score", json={"model": model, "texts": ["the cat sat on the mat .", ". mat the on sat cat the"]}).json()
+    assert body["ranking"] == [0, 1]
+
+
+@pytest.mark.parametrize("strategy", ["argmax", "top_k", "multinomial"])
+def test_generates_with_every_strategy(shipped_client, strategy):
+    body = shipped_client.post("/v1/generate", json={"prompt": "ROMEO:", "max_tokens": 40, "strategy": strategy, "seed": 3}).json()
+    assert len(body["choices"][0]["text"]) > 0
