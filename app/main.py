@@ -28,7 +28,7 @@ from app.model_store import ModelStore
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
-from app.routes import completions, generate, health, models, score
+from app.routes import caption, completions, generate, health, models, score
 from app.schemas import ErrorBody
 from app.settings import Settings
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = ModelStore.discover(settings.models_dir, {"language_model": settings.default_language_model})
+        store = ModelStore.discover(settings.models_dir, {"language_model": settings.default_language_model, "captioner": settings.default_captioner})
         redis = ResilientRedis(settings.redis_url, settings.redis_timeout_s) if settings.redis_url else None
         backend = RedisCache(redis, settings.cache_ttl_s) if redis else InProcessLRU(settings.cache_max_entries)
         engine = (engine_factory or build_worker_pool)(settings, store, metrics)
@@ -88,11 +88,11 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
         responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, limit_for_path=lambda path: settings.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, limit_for_path=lambda path: settings.max_image_bytes if path == "/v1/caption" else settings.max_body_bytes)
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     protected = [Depends(require_access)]
-    for router in (generate.router, completions.router, score.router, models.router):
+    for router in (generate.router, completions.router, score.router, caption.router, models.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     return app

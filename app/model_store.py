@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ApiError
-from models.checkpoint import CONFIG_FILE, CheckpointError, load_model
+from models.checkpoint import CONFIG_FILE, CheckpointError
+from models.registry import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class ModelInfo:
     parameters: int
     metrics: dict[str, Any]
     path: Path
+    extra: dict[str, Any]  # type-specific facts the HTTP layer needs (a captioner's image size)
 
 
 def describe(loaded: Any) -> ModelInfo:
@@ -40,6 +42,7 @@ def describe(loaded: Any) -> ModelInfo:
         parameters=loaded.parameters,
         metrics=loaded.metrics,
         path=loaded.path,
+        extra={"image_size": loaded.image_size} if hasattr(loaded, "image_size") else {},
     )
 
 

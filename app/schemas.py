@@ -97,6 +97,17 @@ class ScoreResponse(BaseModel):
     cached: bool
 
 
+class CaptionText(BaseModel):
+    text: str
+    logprob: float = Field(description="natural-log probability of the caption's tokens (and its end)")
+
+
+class CaptionResponse(BaseModel):
+    model: str
+    captions: list[CaptionText] = Field(description="best first")
+    cached: bool
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     max_score_texts: int = 256
     max_score_tokens: int = 4_096
     max_stop_sequences: int = 8
+    max_image_bytes: int = Field(10_000_000, description="largest /v1/caption upload")
+    max_image_pixels: int = Field(40_000_000, description="decoded pixels per image (decompression-bomb guard)")
+    default_captioner: str | None = Field(None, description="captioner used when a request names none")
 
     request_timeout_s: float = Field(60.0, description="a request still running after this answers 504")
 

@@ -1,8 +1,7 @@
 """The serving artifact (DESIGN.md §2): one directory per model holding config.json,
 vocab.json and model.safetensors. Nothing here unpickles.
 
-A registry maps each ``model_type`` to its loader, so new model kinds (captioner, n-gram)
-register themselves instead of growing an if/elif chain.
+`models.registry` maps each ``model_type`` to its loader.
 """
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -175,20 +174,3 @@ def load_language_model(directory: str | Path, device: str | torch.device = "cpu
         revision=file_sha256(directory / WEIGHTS_FILE),
         path=directory,
     )
-
-
-Loader = Callable[[Path, "str | torch.device"], Any]
-LOADERS: dict[str, Loader] = {"rnn_lm": load_language_model}
-
-
-def register_loader(model_type: str, loader: Loader) -> None:
-    LOADERS[model_type] = loader
-
-
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Load any registered model type from its directory."""
-    config = read_config(directory)
-    model_type = config.get("model_type")
-    if model_type not in LOADERS:
-        raise CheckpointError(f"{directory}: unknown model_type {model_type!r}")
-    return LOADERS[model_type](Path(directory), device)

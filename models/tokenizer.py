@@ -8,6 +8,7 @@ a regular-expression splitter otherwise, then NLTK's Treebank-style word tokeniz
   ``state @-@ of`` and plain ``"`` quotes; case is kept.
 * ``ptb``: Mikolov's Penn Treebank: lower case, numbers become ``N``, no punctuation, and one
   sentence per line (sentences are separated by ``<eos>``).
+* ``caption``: image captions: lower case, punctuation dropped.
 * ``plain``: Treebank tokens as NLTK gives them.
 
 Character level maps every character (newlines included) to a token.
@@ -42,7 +43,7 @@ class TokenizerConfig:
     """How a model's text is tokenized; stored in its config.json."""
 
     level: Literal["word", "char"] = "word"
-    style: Literal["wikitext", "ptb", "plain"] = "wikitext"
+    style: Literal["wikitext", "ptb", "caption", "plain"] = "wikitext"
     # The token a text is taken to follow (models trained on a stream of lines see every line
     # begin after the previous line's end token).
     start_token: str = EOS
@@ -135,6 +136,8 @@ class Tokenizer:
             words = _word_tokenizer.tokenize(sentence)
             if self.config.style == "wikitext":
                 words = _to_wikitext(words)
+            elif self.config.style == "caption":
+                words = [w.lower() for w in words if not _PUNCTUATION.match(w)]
             elif self.config.style == "ptb":
                 words = _to_ptb(words)
                 if index and tokens:

@@ -47,6 +47,37 @@ def tiny_models_dir(tmp_path_factory, tiny_corpus) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    from tests.training.shapes import make_shapes_dataset
+
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), train=360)
+
+
+@pytest.fixture(scope="session")
+def shapes_captioner(tmp_path_factory, shapes_dir) -> tuple[Path, Path]:
+    """(export directory, run directory) of a tiny captioner trained on the shapes by
+    `training.train_captioner` (small CNN trained from scratch with the decoder)."""
+    from training.train_captioner import main as train
+
+    run_dir = tmp_path_factory.mktemp("captioner-run")
+    export = tmp_path_factory.mktemp("captioner-models") / "shapes-captioner"
+    train(["--data", str(shapes_dir), "--encoder", "small_cnn", "--image-size", "48", "--embedding-dim", "32",
+           "--hidden-dim", "64", "--attention-dim", "32", "--dropout", "0.1", "--min-count", "1", "--batch-size", "32",
+           "--lr", "5e-3", "--epochs", "5", "--patience", "5", "--run-dir", str(run_dir), "--export-dir", str(export),
+           "--no-progress", "--seed", "3"])
+    return export, run_dir
+
+
+@pytest.fixture(scope="session")
+def all_models_dir(tmp_path_factory, tiny_models_dir, shapes_captioner) -> Path:
+    """A models directory with the tiny language model and the shapes captioner."""
+    directory = tmp_path_factory.mktemp("all-models")
+    shutil.copytree(tiny_models_dir / "tiny-word-lstm", directory / "tiny-word-lstm")
+    shutil.copytree(shapes_captioner[0], directory / "shapes-captioner")
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tiny_models_dir) -> Path:
     return tiny_models_dir / "tiny-word-lstm"
 

@@ -54,6 +54,18 @@ class ScoredText:
 
 
 @dataclass
+class CaptionInput:
+    model_id: str
+    pixels: bytes  # uint8 (3, size, size), already decoded and resized
+    size: int
+    strategy: str  # beam | argmax | top_k | multinomial
+    beam_size: int
+    max_tokens: int
+    n: int
+    params: list[SamplingParams]  # one per caption for the sampling strategies
+
+
+@dataclass
 class EngineHealth:
     ready: bool
     workers: list[dict] = field(default_factory=list)
@@ -71,6 +83,8 @@ class Engine(Protocol):
         """PromptInfo, then a TokenEvent per token and a ChoiceFinished per choice."""
 
     async def score(self, request: ScoreInput) -> list[ScoredText]: ...
+
+    async def caption(self, request: CaptionInput) -> list[tuple[str, float]]: ...
 
     async def abort(self, request_id: str) -> None: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.engine.base import ScoreInput
+from app.engine.base import CaptionInput, ScoreInput
 from models.sampling import SamplingParams
 
 
@@ -23,6 +23,12 @@ class GenerateJob:
 class ScoreJob:
     request_id: str
     request: ScoreInput
+
+
+@dataclass
+class CaptionJob:
+    request_id: str
+    request: CaptionInput
 
 
 @dataclass
@@ -91,4 +97,5 @@ class StepReport:
     events: list = field(default_factory=list)
     generation_batch_sizes: list[int] = field(default_factory=list)
     score_batch_sizes: list[int] = field(default_factory=list)
+    caption_batch_sizes: list[int] = field(default_factory=list)
     live_rows: int = 0  # sequences in the worker's slot tables after this step

@@ -23,6 +23,7 @@ from typing import AsyncIterator
 import torch
 
 from app.engine.base import (
+    CaptionInput,
     Choice,
     EngineHealth,
     EngineOverloaded,
@@ -35,6 +36,7 @@ from app.engine.base import (
 )
 from app.engine.messages import (
     Abort,
+    CaptionJob,
     ChoiceFinished,
     GenerateJob,
     JobError,
@@ -196,6 +198,8 @@ class WorkerPool:
                 self.metrics.batch_size.labels("generate").observe(size)
             for size in message.score_batch_sizes:
                 self.metrics.batch_size.labels("score").observe(size)
+            for size in message.caption_batch_sizes:
+                self.metrics.batch_size.labels("caption").observe(size)
             for event in message.events:
                 request = self.requests.get(event.request_id)
                 if request is not None and not request.done:
@@ -282,8 +286,14 @@ class WorkerPool:
         return GenerateOutput(choices=choices, prompt_tokens=prompt_tokens, token_events=token_logprobs)
 
     async def score(self, request: ScoreInput) -> list[ScoredText]:
+        return await self._single_result(ScoreJob(f"score-{uuid.uuid4().hex}", request))
+
+    async def caption(self, request: CaptionInput) -> list[tuple[str, float]]:
+        return await self._single_result(CaptionJob(f"caption-{uuid.uuid4().hex}", request))
+
+    async def _single_result(self, job):
         deadline = time.monotonic() + self.timeout_s
-        pending = self._submit(ScoreJob(f"score-{uuid.uuid4().hex}", request))
+        pending = self._submit(job)
         try:
             while True:
                 event = await self._next_event(pending, deadline)

@@ -19,8 +19,10 @@ import torch
 
 from app.engine.batcher import ContinuousBatcher, run_score_batch
 from app.engine.lm_tasks import TokenLimits
-from app.engine.messages import Abort, GenerateJob, JobError, Ready, ScoreJob, Shutdown, StepReport
-from models.checkpoint import CONFIG_FILE, CheckpointError, load_model
+from app.engine.caption_tasks import run_caption_batch
+from app.engine.messages import Abort, CaptionJob, GenerateJob, JobError, Ready, ScoreJob, Shutdown, StepReport
+from models.checkpoint import CONFIG_FILE, CheckpointError
+from models.registry import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +57,15 @@ class WorkerLoop:
         self.batchers: dict[str, ContinuousBatcher] = {}
         self.score_jobs: list[ScoreJob] = []
         self.score_since: float | None = None
+        self.caption_jobs: list[CaptionJob] = []
+        self.caption_since: float | None = None
         self.report = StepReport()
 
     def emit(self, event) -> None:
         self.report.events.append(event)
 
     def flush(self) -> None:
-        if self.report.events or self.report.generation_batch_sizes or self.report.score_batch_sizes:
+        if self.report.events or self.report.generation_batch_sizes or self.report.score_batch_sizes or self.report.caption_batch_sizes:
             self.report.live_rows = sum(len(b.rows) + len(b.waiting) for b in self.batchers.values())
             self.outbox.put(self.report)
             self.report = StepReport()
@@ -90,8 +94,10 @@ class WorkerLoop:
         batch window closes while scores wait, a short poll otherwise."""
         if self.generating():
             return None
-        if self.score_jobs:
-            return max(0.0, self.score_since + self.config.score_max_wait_s - time.monotonic())
+        deadlines = [since + self.config.score_max_wait_s for jobs, since in
+                     ((self.score_jobs, self.score_since), (self.caption_jobs, self.caption_since)) if jobs]
+        if deadlines:
+            return max(0.0, min(deadlines) - time.monotonic())
         return 0.05
 
     def receive(self) -> bool:
@@ -121,8 +127,17 @@ class WorkerLoop:
             if not self.score_jobs:
                 self.score_since = time.monotonic()
             self.score_jobs.append(message)
+        elif isinstance(message, CaptionJob):
+            loaded = self.models.get(message.request.model_id)
+            if loaded is None or loaded.model_type != "captioner":
+                self.emit(JobError(message.request_id, "failed", f"captioner {message.request.model_id!r} is not loaded on this worker"))
+                return
+            if not self.caption_jobs:
+                self.caption_since = time.monotonic()
+            self.caption_jobs.append(message)
         elif isinstance(message, Abort):
             self.score_jobs = [job for job in self.score_jobs if job.request_id != message.request_id]
+            self.caption_jobs = [job for job in self.caption_jobs if job.request_id != message.request_id]
             for batcher in self.batchers.values():
                 batcher.abort(message.request_id)
 
@@ -133,7 +148,15 @@ class WorkerLoop:
         waited = time.monotonic() - self.score_since
         return waiting >= self.config.score_max_batch_size or waited >= self.config.score_max_wait_s
 
+    def captions_due(self) -> bool:
+        if not self.caption_jobs:
+            return False
+        return len(self.caption_jobs) >= self.config.score_max_batch_size or time.monotonic() - self.caption_since >= self.config.score_max_wait_s
+
     def work(self) -> None:
+        if self.captions_due():
+            jobs, self.caption_jobs = self.caption_jobs, []
+            self.report.caption_batch_sizes += run_caption_batch(self.models, jobs, self.emit)
         if self.score_due():
             jobs, self.score_jobs = self.score_jobs, []
             self.report.score_batch_sizes += run_score_batch(

@@ -4,7 +4,8 @@ import struct
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_language_model, load_model, save_language_model
+from models.checkpoint import CheckpointError, load_language_model, save_language_model
+from models.registry import load_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import TokenizerConfig
 from models.vocab import Vocabulary

@@ -1,0 +1,65 @@
+"""POST /v1/caption (multipart: the image plus form fields)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from app.cache import cache_key
+from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
+from app.engine.base import CaptionInput
+from app.errors import ApiError
+from app.images import decode_upload
+from app.schemas import CaptionResponse
+from models.captioning.images import image_tensor
+from models.sampling import SamplingParams
+
+router = APIRouter(tags=["caption"])
+Strategy = Literal["beam", "argmax", "top_k", "multinomial"]
+
+
+@router.post("/v1/caption", response_model=CaptionResponse)
+async def caption(
+    settings: SettingsDep,
+    store: StoreDep,
+    engine: EngineDep,
+    cache: CacheDep,
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, GIF (first frame) or BMP")],
+    model: Annotated[str | None, Form()] = None,
+    strategy: Annotated[Strategy, Form()] = "beam",
+    beam_size: Annotated[int, Form(ge=1, le=16)] = 3,
+    max_tokens: Annotated[int, Form(ge=1, le=64)] = 20,
+    n: Annotated[int, Form(ge=1)] = 1,
+    seed: Annotated[int | None, Form(ge=0, lt=2**63)] = None,
+    temperature: Annotated[float, Form(ge=0, le=100, allow_inf_nan=False)] = 1.0,
+    top_k: Annotated[int | None, Form(ge=1)] = None,
+):
+    if n > settings.max_n:
+        raise ApiError(422, f"n is limited to {settings.max_n}", "n")
+    if strategy == "beam" and n > beam_size:
+        raise ApiError(422, "n cannot exceed beam_size", "n")
+    info = store.resolve(model, "captioner")
+    data = await image.read()
+    picture = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels)
+    size = int(info.extra.get("image_size", 224))
+    pixels = await asyncio.to_thread(image_tensor, picture, size)
+    params = [] if strategy == "beam" else [
+        SamplingParams(strategy=strategy, temperature=temperature, top_k=top_k, max_tokens=max_tokens, min_tokens=1,
+                       seed=None if seed is None else (seed + i) % 2**63)
+        for i in range(n)
+    ]
+    request = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, strategy, beam_size, max_tokens, n, params)
+
+    async def compute() -> dict:
+        captions = await engine.caption(request)
+        return {"captions": [{"text": text, "logprob": round(logprob, 6)} for text, logprob in captions]}
+
+    if strategy in ("beam", "argmax") or seed is not None:
+        normalised = {"image_sha256": hashlib.sha256(data).hexdigest(), "strategy": strategy, "beam_size": beam_size,
+                      "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k}
+        result, cached = await cache.get_or_compute(cache_key(info.model_id, info.revision, "caption", normalised), compute)
+    else:
+        result, cached = await compute(), False
+    return CaptionResponse(model=info.model_id, cached=cached, **result)

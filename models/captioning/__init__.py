@@ -1,0 +1,1 @@
+"""Image captioning: CNN encoders, the recurrent decoder, decoding and the checkpoint loader."""

@@ -1,0 +1,115 @@
+"""Caption decoding, batched over images: beam search (length-normalised, n-best) and the
+sampling strategies shared with the language models (argmax, top_k, multinomial)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models.captioning.decoder import CaptionDecoder
+from models.sampling import BatchSampler, SamplingParams
+
+
+@dataclass
+class Caption:
+    token_ids: list[int]
+    logprob: float  # total natural-log probability of the tokens (and <eos> when it ended)
+    finished: bool
+
+
+def _length_normalised(logprob: float, length: int, alpha: float) -> float:
+    return logprob / (max(length, 1) ** alpha)
+
+
+@torch.inference_mode()
+def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eos_id: int, beam_size: int = 3,
+                max_tokens: int = 20, n_best: int = 1, length_alpha: float = 0.7, banned_ids: tuple[int, ...] = ()) -> list[list[Caption]]:
+    """For each image, the n_best captions by length-normalised log-probability. A beam that
+    never produced <eos> within max_tokens still competes (fallback: never an empty answer)."""
+    batch = features.size(0)
+    K = beam_size
+    vocab_size = decoder.config.vocab_size
+    device = features.device
+    state = decoder.init_state(features).select(torch.arange(batch, device=device).repeat_interleave(K))
+    tokens = torch.full((batch * K,), bos_id, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, K, device=device)
+    scores[:, 1:] = -float("inf")  # all beams start identical: keep one
+    sequences = [[[] for _ in range(K)] for _ in range(batch)]
+    finished: list[list[Caption]] = [[] for _ in range(batch)]
+    for step in range(max_tokens):
+        logits, state, _ = decoder.step(tokens, state)
+        logprobs = logits.float().log_softmax(dim=-1)  # (B*K, V)
+        for banned in banned_ids:
+            logprobs[:, banned] = -float("inf")
+        if step == 0:
+            logprobs[:, eos_id] = -float("inf")  # an empty caption is no caption
+        candidates = (scores.unsqueeze(2) + logprobs.view(batch, K, vocab_size)).view(batch, K * vocab_size)
+        top_scores, top_index = candidates.topk(2 * K, dim=1)  # spare candidates replace finished ones
+        beam_origin, token_ids = top_index // vocab_size, top_index % vocab_size
+        new_scores = torch.full((batch, K), -float("inf"), device=device)
+        new_tokens = torch.full((batch, K), eos_id, dtype=torch.long, device=device)
+        origin = torch.zeros((batch, K), dtype=torch.long, device=device)
+        new_sequences = [[[] for _ in range(K)] for _ in range(batch)]
+        for b in range(batch):
+            slot = 0
+            for score, beam, token in zip(top_scores[b].tolist(), beam_origin[b].tolist(), token_ids[b].tolist()):
+                if score == -float("inf") or slot == K:
+                    break
+                if token == eos_id:
+                    finished[b].append(Caption(sequences[b][beam], score, True))
+                    continue
+                new_scores[b, slot], new_tokens[b, slot], origin[b, slot] = score, token, beam
+                new_sequences[b][slot] = sequences[b][beam] + [token]
+                slot += 1
+        sequences, scores = new_sequences, new_scores
+        # Stop an image once its best finished caption beats every live beam's best possible.
+        done = [
+            len(finished[b]) >= n_best
+            and max(_length_normalised(c.logprob, len(c.token_ids) + 1, length_alpha) for c in finished[b])
+            >= _length_normalised(float(scores[b].max()), max_tokens, length_alpha)
+            for b in range(batch)
+        ]
+        if all(done):
+            break
+        index = (torch.arange(batch, device=device).unsqueeze(1) * K + origin).view(-1)
+        state = state.select(index)
+        tokens = new_tokens.view(-1)
+    results = []
+    for b in range(batch):
+        pool = list(finished[b]) + [Caption(sequences[b][k], float(scores[b, k]), False) for k in range(K) if scores[b, k] > -float("inf")]
+        pool.sort(key=lambda c: -_length_normalised(c.logprob, len(c.token_ids) + c.finished, length_alpha))
+        results.append(pool[:n_best])
+    return results
+
+
+@torch.inference_mode()
+def sample_captions(decoder: CaptionDecoder, features: torch.Tensor, params: list[SamplingParams], bos_id: int, eos_id: int,
+                    unknown_id: int) -> list[Caption]:
+    """One caption per row of `features` with that row's sampling parameters (min_tokens
+    holds <eos> back: give at least 1 so that no caption is empty)."""
+    batch = features.size(0)
+    device = features.device
+    state = decoder.init_state(features)
+    sampler = BatchSampler(params, decoder.config.vocab_size, unknown_id, eos_id, device)
+    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)
+    outputs = [Caption([], 0.0, False) for _ in range(batch)]
+    live = torch.ones(batch, dtype=torch.bool, device=device)
+    max_tokens = max(p.max_tokens for p in params)
+    for step in range(max_tokens):
+        logits, state, _ = decoder.step(tokens, state)
+        chosen = sampler.choose(logits, torch.full((batch,), step, device=device))
+        logprobs = logits.float().log_softmax(dim=-1).gather(1, chosen.unsqueeze(1)).squeeze(1)
+        for row in live.nonzero().flatten().tolist():
+            token = int(chosen[row])
+            outputs[row].logprob += float(logprobs[row])
+            if token == eos_id:
+                outputs[row].finished = True
+                live[row] = False
+            else:
+                outputs[row].token_ids.append(token)
+                if len(outputs[row].token_ids) >= params[row].max_tokens:
+                    live[row] = False
+        if not bool(live.any()):
+            break
+        tokens = chosen
+    return outputs

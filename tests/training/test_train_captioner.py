@@ -1,0 +1,61 @@
+"""Training really learns: a tiny captioner on synthetic shapes names colour and shape."""
+import csv
+import json
+
+import pytest
+import torch
+
+from models.captioning.captioner import load_captioner
+from models.captioning.decoding import beam_search, sample_captions
+from models.captioning.images import load_image
+from models.sampling import SamplingParams
+from training import evaluate_captioner
+from training.caption_data import read_flickr8k
+
+
+def test_training_learns_colour_and_shape(shapes_captioner, shapes_dir):
+    export, run_dir = shapes_captioner
+    loaded = load_captioner(export)
+    dev = read_flickr8k(shapes_dir)["dev"]
+    images = torch.stack([load_image(image.path, loaded.image_size) for image in dev])
+    with torch.inference_mode():
+        features = loaded.model.encode(images)
+    captions = beam_search(loaded.model.decoder, features, loaded.vocab.bos_id, loaded.vocab.eos_id, beam_size=1)
+    correct = 0
+    for image, (best,) in zip(dev, captions):
+        words = loaded.vocab.decode(best.token_ids)
+        colour, shape = image.captions[0].split()[1:3]
+        correct += colour in words and shape in words
+    assert correct / len(dev) > 0.6  # chance is 1/9
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert float(rows[-1]["bleu1"]) > 0.5
+    config = json.loads((export / "config.json").read_text())
+    assert config["model_type"] == "captioner" and config["encoder_weights"] == "checkpoint"
+    assert config["metrics"]["dev_cider"] > 0
+
+
+def test_beam_size_one_equals_argmax(shapes_captioner, shapes_dir):
+    loaded = load_captioner(shapes_captioner[0])
+    dev = read_flickr8k(shapes_dir)["dev"][:10]
+    features = loaded.model.encode(torch.stack([load_image(i.path, loaded.image_size) for i in dev]))
+    beams = beam_search(loaded.model.decoder, features, loaded.vocab.bos_id, loaded.vocab.eos_id, beam_size=1, max_tokens=8)
+    greedy = sample_captions(loaded.model.decoder, features, [SamplingParams(strategy="argmax", max_tokens=8, min_tokens=1)] * len(dev),
+                             loaded.vocab.bos_id, loaded.vocab.eos_id, loaded.vocab.unk_id)
+    for (beam,), argmax in zip(beams, greedy):
+        assert beam.token_ids == argmax.token_ids
+        assert beam.logprob == pytest.approx(argmax.logprob, abs=1e-4)
+
+
+def test_n_best_is_sorted_and_distinct(shapes_captioner, shapes_dir):
+    loaded = load_captioner(shapes_captioner[0])
+    image = read_flickr8k(shapes_dir)["dev"][0]
+    features = loaded.model.encode(load_image(image.path, loaded.image_size).unsqueeze(0))
+    (n_best,) = beam_search(loaded.model.decoder, features, loaded.vocab.bos_id, loaded.vocab.eos_id, beam_size=5, n_best=3)
+    assert len(n_best) == 3 and len({tuple(c.token_ids) for c in n_best}) == 3
+    assert all(c.token_ids for c in n_best)
+
+
+def test_evaluate_captioner_cli(shapes_captioner, shapes_dir, capsys):
+    results = evaluate_captioner.main([str(shapes_captioner[0]), "--data", str(shapes_dir), "--split", "dev", "--strategies", "argmax", "beam3"])
+    assert set(results) == {"argmax", "beam3"}
+    assert all(0 <= r["bleu4"] <= 1 and r["cider"] >= 0 for r in results.values())

@@ -1,0 +1,59 @@
+"""Score an exported captioner on a split: BLEU-1..4 and CIDEr-D (pycocoevalcap) per decoding
+strategy, captions tokenized as in training (NLTK Treebank words, lower case, no punctuation).
+
+    python -m training.evaluate_captioner weights/flickr8k-captioner --data ../shared/data/flickr8k --split dev
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from models.captioning.captioner import load_captioner
+from models.captioning.decoding import beam_search, sample_captions
+from models.captioning.images import load_image
+from models.sampling import SamplingParams
+from training.caption_data import caption_tokens, read_flickr8k
+from training.caption_metrics import caption_scores
+
+
+def decode(loaded, features: torch.Tensor, strategy: str, max_tokens: int) -> list[list[int]]:
+    vocab = loaded.vocab
+    if strategy.startswith("beam"):
+        results = beam_search(loaded.model.decoder, features, vocab.bos_id, vocab.eos_id, int(strategy[4:]), max_tokens, banned_ids=(vocab.unk_id,))
+        return [r[0].token_ids for r in results]
+    params = [SamplingParams(strategy="argmax", max_tokens=max_tokens, min_tokens=1)] * features.size(0)
+    return [c.token_ids for c in sample_captions(loaded.model.decoder, features, params, vocab.bos_id, vocab.eos_id, vocab.unk_id)]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/flickr8k"))
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--strategies", nargs="+", default=["argmax", "beam3", "beam5"])
+    parser.add_argument("--max-tokens", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    loaded = load_captioner(args.checkpoint, args.device)
+    images = read_flickr8k(args.data)[args.split][: args.limit]
+    references = {image.image_id: [" ".join(caption_tokens(c)) for c in image.captions] for image in images}
+    hypotheses: dict[str, dict[str, str]] = {strategy: {} for strategy in args.strategies}
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(images), 50), desc=f"captioning {args.split}"):
+            chunk = images[start : start + 50]
+            features = loaded.model.encode(torch.stack([load_image(i.path, loaded.image_size) for i in chunk]).to(args.device))
+            for strategy in args.strategies:
+                for image, ids in zip(chunk, decode(loaded, features, strategy, args.max_tokens)):
+                    hypotheses[strategy][image.image_id] = " ".join(loaded.vocab.decode(ids))
+    results = {strategy: {k: round(v, 4) for k, v in caption_scores(references, hyps).items()} for strategy, hyps in hypotheses.items()}
+    print(json.dumps({"model": loaded.model_id, "split": args.split, "images": len(images), "results": results}, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
