@@ -28,7 +28,7 @@ from app.model_store import ModelStore
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
-from app.routes import caption, completions, generate, health, models, score
+from app.routes import caption, completions, generate, health, models, playground, score
 from app.schemas import ErrorBody
 from app.settings import Settings
 
@@ -95,4 +95,5 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     for router in (generate.router, completions.router, score.router, caption.router, models.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
+    app.include_router(playground.router)
     return app
