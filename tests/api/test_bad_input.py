@@ -35,8 +35,14 @@ def test_generate_rejects(client, body, status, param):
     assert_error(client.post("/v1/generate", json=body), status, param)
 
 
-def test_two_megabyte_prompt_is_too_large(client):
-    assert_error(client.post("/v1/generate", json={"prompt": "a " * 1_000_000}), 413)
+@pytest.mark.parametrize("size", [1_000_000, 2_000_000])
+def test_megabyte_prompts_are_too_large(client, size):
+    assert_error(client.post("/v1/generate", json={"prompt": "a" * size}), 413)
+
+
+@pytest.mark.parametrize("field, value", [("seed", -5), ("top_k", -1), ("n", 0), ("min_tokens", -2), ("temperature", 1e308), ("seed", 2**70)])
+def test_negative_and_huge_numbers(client, field, value):
+    assert_error(client.post("/v1/generate", json={"prompt": "the cat", field: value}), 422, field)
 
 
 def test_chunked_oversize_body_is_too_large(client):
