@@ -9,6 +9,14 @@ from tests.conftest import SHIPPED_MODELS
 SHIPPED = sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "config.json").is_file())
 
 
+def model_type(name: str) -> str:
+    return json.loads((SHIPPED_MODELS / name / "config.json").read_text())["model_type"]
+
+
+LANGUAGE_MODELS = [name for name in SHIPPED if model_type(name) == "rnn_lm"]
+CAPTIONERS = [name for name in SHIPPED if model_type(name) == "captioner"]
+
+
 @pytest.fixture(scope="module")
 def shipped_client():
     client = open_client(SHIPPED_MODELS)
@@ -25,7 +33,7 @@ def test_weights_are_safetensors_with_metrics():
         assert config["provenance"]["command"].startswith("python -m training."), name
 
 
-@pytest.mark.parametrize("model", [m for m in SHIPPED])
+@pytest.mark.parametrize("model", LANGUAGE_MODELS)
 def test_ranks_the_sentence_above_its_words_reversed(shipped_client, model):
     body = shipped_client.post("/v1/score", json={"model": model, "texts": ["the cat sat on the mat .", ". mat the on sat cat the"]}).json()
     assert body["ranking"] == [0, 1]
@@ -35,3 +43,22 @@ def test_ranks_the_sentence_above_its_words_reversed(shipped_client, model):
 def test_generates_with_every_strategy(shipped_client, strategy):
     body = shipped_client.post("/v1/generate", json={"prompt": "ROMEO:", "max_tokens": 40, "strategy": strategy, "seed": 3}).json()
     assert len(body["choices"][0]["text"]) > 0
+
+
+@pytest.mark.parametrize("model", CAPTIONERS)
+def test_shipped_captioner_captions_a_photo(shipped_client, model):
+    import io
+
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGB", (320, 240), (90, 150, 220))  # sky
+    pen = ImageDraw.Draw(picture)
+    pen.rectangle((0, 160, 320, 240), fill=(60, 140, 60))  # grass
+    pen.ellipse((130, 110, 200, 180), fill=(120, 80, 40))  # something brown on it
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG")
+    response = shipped_client.post("/v1/caption", files={"image": ("photo.jpg", buffer.getvalue(), "image/jpeg")},
+                                   data={"model": model, "beam_size": "3", "n": "2"})
+    assert response.status_code == 200, response.text
+    captions = response.json()["captions"]
+    assert len(captions) == 2 and all(len(c["text"].split()) >= 3 for c in captions)
