@@ -7,13 +7,14 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 SHARED  ?= $(abspath ../shared/data)
+CAPTIONER_EPOCHS ?= 12
 # NLTK's Punkt tables, when the shared data is beside the checkout (the tokenizer falls back
 # to a regular-expression sentence splitter without them).
 ifneq ($(wildcard $(SHARED)/nltk_data),)
 export NLTK_DATA ?= $(SHARED)/nltk_data
 endif
 
-.PHONY: install serve test models model-char clean
+.PHONY: install serve test model-char model-captioner model-wikitext2 clean
 
 install: $(STAMP)
 
@@ -35,6 +36,22 @@ model-char: $(STAMP)
 	  --embedding-dim 128 --hidden-dim 512 --num-layers 2 --dropout 0.2 --batch-size 32 --bptt 128 \
 	  --lr 2e-3 --epochs 7 --patience 3 --weights-dtype float16 \
 	  --run-dir runs/shakespeare-char --export-dir weights/shakespeare-char-lstm
+
+# Rebuild the shipped captioner (Flickr8k train split; frozen EfficientNet-Lite0 features are
+# cached in the run directory; about 10 minutes per epoch on 2 CPU cores).
+model-captioner: $(STAMP)
+	$(PYTHON) -m training.train_captioner --data $(SHARED)/flickr8k --encoder efficientnet_lite0 \
+	  --embedding-dim 256 --hidden-dim 512 --attention-dim 256 --dropout 0.5 --batch-size 64 --lr 4e-4 \
+	  --epochs $(CAPTIONER_EPOCHS) --patience 3 --eval-beam-size 3 --weights-dtype float16 \
+	  --run-dir runs/flickr8k-captioner --export-dir weights/flickr8k-captioner
+
+# WikiText-2 word model (2x650 LSTM, adaptive softmax; resumable: re-run after an interruption).
+model-wikitext2: $(STAMP)
+	$(PYTHON) -m training.train_lm --data $(SHARED)/wikitext-2 --level word --style wikitext --cell lstm \
+	  --embedding-dim 400 --hidden-dim 650 --num-layers 2 --dropout 0.4 --embedding-dropout 0.1 \
+	  --head adaptive --adaptive-cutoffs 2000 10000 --optimizer adamw --lr 1.5e-3 --batch-size 32 --bptt 70 \
+	  --clip 0.25 --epochs 20 --patience 2 --weights-dtype float16 --checkpoint-every 200 \
+	  --run-dir runs/wikitext2-lstm --export-dir runs/wikitext2-lstm/export/wikitext2-lstm
 
 clean:
 	rm -rf $(VENV) .pytest_cache
