@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 cache = asyncio.run(cache_hit_latency(server.url, args.model, args.prompt, args.max_tokens))
         finally:
             server.stop()
-    lines = [f"| concurrency | " + " | ".join(f"{e} tok/s | {e} p50 / p99 s" for e in results) + " | batched ÷ unbatched | batched ÷ recompute |",
+    lines = ["| concurrency | " + " | ".join(f"{e} tok/s | {e} p50 / p99 s" for e in results) + " | batched ÷ unbatched | batched ÷ recompute |",
              "|---" * (1 + 2 * len(results) + 2) + "|"]
     for index, concurrency in enumerate(args.concurrency):
         cells = []

@@ -9,10 +9,8 @@ worker is started again.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import multiprocessing
-import os
 import queue
 import threading
 import time

@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from app.settings import Settings
 from models.checkpoint import load_language_model
 from training import evaluate_lm
 from training.train_lm import main as train
