@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 SHARED  ?= $(abspath ../shared/data)
-CAPTIONER_EPOCHS ?= 12
+CAPTIONER_EPOCHS ?= 4
 # NLTK's Punkt tables, when the shared data is beside the checkout (the tokenizer falls back
 # to a regular-expression sentence splitter without them).
 ifneq ($(wildcard $(SHARED)/nltk_data),)
