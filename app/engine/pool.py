@@ -74,6 +74,8 @@ class WorkerHandle:
     ready: bool = False
     stopping: bool = False
     live_rows: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    crash_backoff_s: float = 0.0  # grows while the worker keeps dying right after it starts
     in_flight: set[str] = field(default_factory=set)
     reader: threading.Thread | None = None
 
@@ -134,14 +136,14 @@ class WorkerPool:
         for request in list(self.requests.values()):
             self._fail(request, EngineUnavailable("the server is shutting down"))
 
-    def _spawn(self, config: WorkerConfig) -> None:
+    def _spawn(self, config: WorkerConfig, crash_backoff_s: float = 0.0) -> None:
         if self.mode == "process":
             inbox, outbox = self._context.Queue(), self._context.Queue()
             runner = self._context.Process(target=process_main, args=(config, inbox, outbox), daemon=True, name=f"rnnserve-worker-{config.worker_id}")
         else:
             inbox, outbox = queue.Queue(), queue.Queue()
             runner = threading.Thread(target=WorkerLoop(config, inbox, outbox).run, daemon=True, name=f"rnnserve-worker-{config.worker_id}")
-        handle = WorkerHandle(config, inbox, outbox, runner)
+        handle = WorkerHandle(config, inbox, outbox, runner, crash_backoff_s=crash_backoff_s)
         runner.start()
         handle.reader = threading.Thread(target=self._read, args=(handle,), daemon=True)
         handle.reader.start()
@@ -170,6 +172,10 @@ class WorkerPool:
                     continue
                 if handle.stopping:
                     continue
+                # A worker that dies soon after starting (bad model, broken install) is
+                # restarted with a growing delay instead of in a tight loop.
+                crashed_early = time.monotonic() - handle.started_at < 10.0
+                backoff = min(30.0, max(0.5, handle.crash_backoff_s * 2)) if crashed_early else 0.0
                 logger.error("worker %d died (exit code %s); restarting it", worker_id, getattr(handle.runner, "exitcode", None))
                 for request_id in list(handle.in_flight):
                     request = self.requests.get(request_id)
@@ -179,7 +185,11 @@ class WorkerPool:
                     handle.inbox.cancel_join_thread()
                 self.restarts += 1
                 self.metrics.worker_restarts.inc()
-                self._spawn(handle.config)
+                if backoff:
+                    handle.stopping = True  # report once; the delayed start below replaces it
+                    self._loop.call_later(backoff, self._spawn, handle.config, backoff)
+                else:
+                    self._spawn(handle.config)
             self.metrics.workers_alive.set(alive)
 
     # events -----------------------------------------------------------------------------
