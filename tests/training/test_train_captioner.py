@@ -59,3 +59,24 @@ def test_evaluate_captioner_cli(shapes_captioner, shapes_dir, capsys):
     results = evaluate_captioner.main([str(shapes_captioner[0]), "--data", str(shapes_dir), "--split", "dev", "--strategies", "argmax", "beam3"])
     assert set(results) == {"argmax", "beam3"}
     assert all(0 <= r["bleu4"] <= 1 and r["cider"] >= 0 for r in results.values())
+
+
+def test_coco_format_is_read_and_trains(tmp_path, shapes_dir):
+    from training.caption_data import read_coco
+    from training.train_captioner import main as train
+
+    splits = read_flickr8k(shapes_dir)
+    for split in ("train", "dev"):
+        images = splits[split][:20]
+        payload = {"images": [{"id": i, "file_name": image.image_id} for i, image in enumerate(images)],
+                   "annotations": [{"id": 10 * i + n, "image_id": i, "caption": caption}
+                                   for i, image in enumerate(images) for n, caption in enumerate(image.captions)]}
+        (tmp_path / f"captions_{split}.json").write_text(json.dumps(payload))
+    read = read_coco(tmp_path / "captions_train.json", shapes_dir / "images")
+    assert len(read) == 20 and read[0].captions == splits["train"][0].captions
+    best = train(["--coco-train", str(tmp_path / "captions_train.json"), "--coco-dev", str(tmp_path / "captions_dev.json"),
+                  "--images-dir", str(shapes_dir / "images"), "--encoder", "small_cnn", "--image-size", "32", "--embedding-dim", "8",
+                  "--hidden-dim", "16", "--attention-dim", "0", "--conditioning", "per_step", "--min-count", "1", "--epochs", "1",
+                  "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "coco-captioner"), "--no-progress"])
+    assert "dev_bleu4" in best
+    assert load_captioner(tmp_path / "coco-captioner").model.decoder.image_input is not None  # the seed's per-step term
