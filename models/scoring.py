@@ -59,6 +59,7 @@ def score_sequences(model: RNNLanguageModel, sequences: list[list[int]]) -> list
     return [summarise(picked[row, : len(s) - 1].tolist()) for row, s in enumerate(sequences)]
 
 
-def rank(scores: list[SequenceScore]) -> list[int]:
-    """Indices by total log-probability, best first (stable for ties)."""
+def rank(scores) -> list[int]:
+    """Indices of scored items (anything with a total `logprob`) by total log-probability,
+    best first (stable for ties)."""
     return sorted(range(len(scores)), key=lambda i: -scores[i].logprob)

@@ -10,6 +10,7 @@ from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import ScoreInput
 from app.errors import ApiError
 from app.schemas import ScoreRequest, ScoreResponse, ScoreResult
+from models.scoring import rank
 
 router = APIRouter(tags=["score"])
 
@@ -37,8 +38,7 @@ async def score(body: ScoreRequest, settings: SettingsDep, store: StoreDep, engi
 
     async def compute() -> dict:
         results = [ScoreResult(**asdict(r)) for r in await engine.score(request)]
-        ranking = sorted(range(len(results)), key=lambda i: -results[i].logprob)
-        return {"results": [r.model_dump() for r in results], "ranking": ranking}
+        return {"results": [r.model_dump() for r in results], "ranking": rank(results)}
 
     key = cache_key(loaded.model_id, loaded.revision, "score", body.model_dump(exclude={"model"}))
     result, cached = await cache.get_or_compute(key, compute)
