@@ -105,3 +105,10 @@ class ResultCache:
             return value, False
         finally:
             del self._in_flight[key]
+
+
+async def cached_if(cache: ResultCache, deterministic: bool, key: str, compute: Callable[[], Awaitable[dict]]) -> tuple[dict, bool]:
+    """Serve deterministic work through the cache; anything else is computed every time."""
+    if deterministic:
+        return await cache.get_or_compute(key, compute)
+    return await compute(), False

@@ -30,6 +30,7 @@ from models.captioning.decoding import beam_search
 from models.captioning.encoders import EncoderConfig
 from models.captioning.images import load_image
 from models.vocab import Vocabulary
+from training.run_setup import prepare_run
 from training.caption_data import CaptionedImage, build_vocab, caption_tokens, encode_captions, read_coco, read_flickr8k
 from training.caption_metrics import caption_scores
 
@@ -276,11 +277,7 @@ def plot(metrics_csv: Path, output: Path) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(args.run_dir / "train.log")])
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    prepare_run(args.run_dir, args.threads)
     best = CaptionTrainer(args).run()
     print(json.dumps(best, indent=2))
     return best

@@ -28,6 +28,7 @@ from models.checkpoint import save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.tokenizer import TokenizerConfig
 from models.vocab import EOS, Vocabulary
+from training.run_setup import prepare_run
 from training.corpus import Corpus, CorpusFiles, batchify, load_corpus, windows
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
 from training.plots import plot_metrics
@@ -319,13 +320,7 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(args.run_dir / "train.log")],
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    prepare_run(args.run_dir, args.threads)
     metrics = Trainer(args).run()
     print(json.dumps(metrics, indent=2))
     return metrics

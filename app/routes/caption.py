@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from app.cache import cache_key
+from app.cache import cache_key, cached_if
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import CaptionInput
 from app.errors import ApiError
@@ -56,10 +56,8 @@ async def caption(
         captions = await engine.caption(request)
         return {"captions": [{"text": text, "logprob": round(logprob, 6)} for text, logprob in captions]}
 
-    if strategy in ("beam", "argmax") or seed is not None:
-        normalised = {"image_sha256": hashlib.sha256(data).hexdigest(), "strategy": strategy, "beam_size": beam_size,
-                      "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k}
-        result, cached = await cache.get_or_compute(cache_key(info.model_id, info.revision, "caption", normalised), compute)
-    else:
-        result, cached = await compute(), False
+    normalised = {"image_sha256": hashlib.sha256(data).hexdigest(), "strategy": strategy, "beam_size": beam_size,
+                          "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k}
+    result, cached = await cached_if(cache, strategy in ("beam", "argmax") or seed is not None,
+                                     cache_key(info.model_id, info.revision, "caption", normalised), compute)
     return CaptionResponse(model=info.model_id, cached=cached, **result)

@@ -13,7 +13,7 @@ from typing import AsyncIterator
 
 from fastapi import APIRouter
 
-from app.cache import cache_key
+from app.cache import cache_key, cached_if
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput, GenerateOutput, ScoredText, ScoreInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
@@ -110,11 +110,9 @@ async def completions(body: CompletionRequest, settings: SettingsDep, store: Sto
         usage = CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens)
         return {"choices": [c.model_dump() for c in choices], "usage": usage.model_dump()}
 
-    if all(p.deterministic for p in params):
-        normalised = body.model_dump(exclude={"model", "stream", "stream_options", "user"}) | {"params": [repr(p) for p in params]}
-        result, cached = await cache.get_or_compute(cache_key(info.model_id, info.revision, "completions", normalised), compute)
-    else:
-        result, cached = await compute(), False
+    normalised = body.model_dump(exclude={"model", "stream", "stream_options", "user"}) | {"params": [repr(p) for p in params]}
+    result, cached = await cached_if(cache, all(p.deterministic for p in params),
+                                     cache_key(info.model_id, info.revision, "completions", normalised), compute)
     return CompletionResponse(id=response_id, created=created, model=info.model_id, cached=cached, **result)
 
 

@@ -6,7 +6,7 @@ from typing import AsyncIterator
 
 from fastapi import APIRouter
 
-from app.cache import cache_key
+from app.cache import cache_key, cached_if
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
@@ -50,12 +50,9 @@ async def generate(body: GenerateRequest, settings: SettingsDep, store: StoreDep
         usage = Usage(prompt_tokens=output.prompt_tokens, completion_tokens=sum(len(c.tokens) for c in choices))
         return {"choices": [c.model_dump() for c in choices], "usage": usage.model_dump()}
 
-    if all(p.deterministic for p in params):
-        normalised = body.model_dump(exclude={"model", "stream"}) | {"params": [repr(p) for p in params]}
-        key = cache_key(info.model_id, info.revision, "generate", normalised)
-        result, cached = await cache.get_or_compute(key, compute)
-    else:
-        result, cached = await compute(), False
+    normalised = body.model_dump(exclude={"model", "stream"}) | {"params": [repr(p) for p in params]}
+    result, cached = await cached_if(cache, all(p.deterministic for p in params),
+                                     cache_key(info.model_id, info.revision, "generate", normalised), compute)
     return GenerateResponse(id=response_id, model=info.model_id, cached=cached, **result)
 
 
