@@ -71,8 +71,9 @@ class ModelStore:
                 store.defaults[info.public_type] = model_id
         return store
 
-    def resolve(self, model_id: str | None, public_type: str, param: str = "model") -> ModelInfo:
-        """The model a request names (or the default of the type); 404 if there is none."""
+    def resolve(self, model_id: str | None, public_type: str, param: str = "model", also: tuple[str, ...] = ()) -> ModelInfo:
+        """The model a request names (or the default of `public_type`); 404 if there is none.
+        `also` lists other types the endpoint accepts when named explicitly."""
         if model_id is None:
             if public_type not in self.defaults:
                 raise ApiError(404, f"no {public_type.replace('_', ' ')} is loaded", param)
@@ -80,6 +81,7 @@ class ModelStore:
         info = self.models.get(model_id)
         if info is None:
             raise ApiError(404, f"model {model_id!r} not found", param)
-        if info.public_type != public_type:
-            raise ApiError(422, f"model {model_id!r} is a {info.public_type}, not a {public_type}", param)
+        if info.public_type != public_type and info.public_type not in also:
+            accepted = " or ".join((public_type, *also)).replace("_", " ")
+            raise ApiError(422, f"model {model_id!r} is a {info.public_type.replace('_', ' ')}, not a {accepted}", param)
         return info

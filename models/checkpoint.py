@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+from models.scoring import SequenceScore, score_sequences
+from models.text_encoding import EncodedText, TextEncoding
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocabulary
 
@@ -70,7 +72,7 @@ def load_weights(module: torch.nn.Module, path: Path, tied: frozenset[str] = fro
 
 
 @dataclass
-class LoadedLanguageModel:
+class LoadedLanguageModel(TextEncoding):
     """A language model ready to serve: network, vocabulary, tokenizer and its metadata."""
 
     model_id: str
@@ -87,35 +89,11 @@ class LoadedLanguageModel:
         self.parameters = count_parameters(self.model)
 
     @property
-    def level(self) -> str:
-        return self.tokenizer.config.level
-
-    @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.config.get("metrics", {}))
 
-    def encode_text(self, text: str, add_start: bool = True, add_end: bool = False) -> "EncodedText":
-        """Raw text -> ids through the model's tokenizer."""
-        return self.encode_tokens(self.tokenizer.tokenize(text), add_start, add_end)
-
-    def encode_tokens(self, tokens: list[str], add_start: bool = True, add_end: bool = False) -> "EncodedText":
-        """Pre-split tokens -> ids; unknown tokens become <unk> and are flagged."""
-        config = self.tokenizer.config
-        tokens = list(tokens) + ([config.end_token] if add_end else [])
-        ids = self.vocab.encode(tokens)
-        oov = [token not in self.vocab for token in tokens]
-        context = [self.vocab.id(config.start_token)] if add_start else []
-        return EncodedText(context + ids, tokens, oov, len(context))
-
-
-@dataclass
-class EncodedText:
-    """Model input: `ids` begins with `context` start ids that are not themselves scored."""
-
-    ids: list[int]
-    tokens: list[str]
-    oov: list[bool]
-    context: int
+    def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
+        return score_sequences(self.model, sequences)
 
 
 def _tied_names(config: LanguageModelConfig) -> frozenset[str]:

@@ -8,10 +8,12 @@ import torch
 
 from models.captioning.captioner import load_captioner
 from models.checkpoint import CheckpointError, load_language_model, read_config
+from models.ngram_checkpoint import load_ngram_model
 
 LOADERS: dict[str, Callable[[Path, "str | torch.device"], Any]] = {
     "rnn_lm": load_language_model,
     "captioner": load_captioner,
+    "ngram": load_ngram_model,
 }
 
 

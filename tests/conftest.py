@@ -78,6 +78,16 @@ def all_models_dir(tmp_path_factory, tiny_models_dir, shapes_captioner) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_ngram_path(tmp_path_factory, tiny_corpus) -> Path:
+    """`tiny-kn3`: a trigram Kneser-Ney model of the tiny corpus, by `training.train_ngram`."""
+    from training.train_ngram import main as train
+
+    output = tmp_path_factory.mktemp("ngram") / "tiny-kn3"
+    train(["--data", str(tiny_corpus), "--order", "3", "--style", "plain", "--output", str(output)])
+    return output
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tiny_models_dir) -> Path:
     return tiny_models_dir / "tiny-word-lstm"
 

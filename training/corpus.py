@@ -57,6 +57,13 @@ class CorpusFiles:
         }
 
 
+def lm_tokenizer_config(level: str, style: str) -> TokenizerConfig:
+    """How every language model of this project reads text: word models separate lines (and
+    start a request) with <eos>, char models with a newline."""
+    boundary = EOS if level == "word" else "\n"
+    return TokenizerConfig(level=level, style=style, start_token=boundary, end_token=boundary)
+
+
 def read_tokens(path: Path, config: TokenizerConfig, tokenize_raw: bool = False) -> list[str]:
     text = path.read_text(encoding="utf-8")
     if config.level == "char":

@@ -2,6 +2,7 @@
 
     python -m training.evaluate_lm weights/wikitext2-lstm --data ../shared/data/wikitext-2/test.txt
 
+Works for recurrent models and for n-gram models (`training.train_ngram`) alike.
 The file is read like training reads it (one <eos> per line for word models, every character
 for char models) and scored as one stream with the hidden state carried across lines; the
 result agrees with what training reported for the same split.
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import load_language_model
+from models.checkpoint import CheckpointError
+from models.registry import load_model
 from training.corpus import read_tokens
-from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
+from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, perplexity
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,11 +30,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bptt", type=int, default=EVAL_BPTT)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    loaded = load_language_model(args.checkpoint, args.device)
+    loaded = load_model(args.checkpoint, args.device)
+    if loaded.model_type not in ("rnn_lm", "ngram"):
+        raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
     tokens = read_tokens(args.data, loaded.tokenizer.config)
     ids = torch.tensor(loaded.vocab.encode(tokens), dtype=torch.long)
     started = time.time()
-    loss = stream_loss(loaded.model, ids, args.batch_size, args.bptt, args.device)
+    loss = loaded_model_stream_loss(loaded, ids, args.batch_size, args.bptt, args.device)
     seconds = time.time() - started
     result = {
         "model": loaded.model_id,

@@ -36,5 +36,13 @@ def stream_loss(
     return total / count
 
 
+def loaded_model_stream_loss(loaded, ids: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE, bptt: int = EVAL_BPTT, device="cpu") -> float:
+    """`stream_loss` for any loaded language model: an n-gram model predicts the same tokens
+    (the first is context only) from its own history."""
+    if loaded.model_type == "ngram":
+        return float(-loaded.model.token_logprobs(ids.numpy(), context=1).mean())
+    return stream_loss(loaded.model, ids, batch_size, bptt, device)
+
+
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else float("inf")

@@ -26,10 +26,9 @@ from tqdm import tqdm
 
 from models.checkpoint import save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
-from models.tokenizer import TokenizerConfig
-from models.vocab import EOS, Vocabulary
+from models.vocab import Vocabulary
 from training.run_setup import prepare_run
-from training.corpus import Corpus, CorpusFiles, batchify, load_corpus, windows
+from training.corpus import Corpus, CorpusFiles, batchify, lm_tokenizer_config, load_corpus, windows
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
 from training.plots import plot_metrics
 
@@ -147,12 +146,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.export_dir: Path = args.export_dir or self.run_dir / "export" / (args.model_id or "model")
         self.model_id = args.model_id or self.export_dir.name
-        self.tokenizer_config = TokenizerConfig(
-            level=args.level,
-            style=args.style,
-            start_token=EOS if args.level == "word" else "\n",
-            end_token=EOS if args.level == "word" else "\n",
-        )
+        self.tokenizer_config = lm_tokenizer_config(args.level, args.style)
         self.files = CorpusFiles.find(args.data, args.valid_fraction)
         self.last_path = self.run_dir / "last.pt"
         resumed = torch.load(self.last_path, weights_only=True, map_location="cpu") if self.last_path.exists() else None

@@ -20,7 +20,6 @@ from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult
 from models.checkpoint import LoadedLanguageModel
 from models.generation import CompletionTracker, decode_step, prefill
 from models.sampling import BatchSampler, InvalidParameter
-from models.scoring import score_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max
         results: list[list[ScoredText | None]] = [[None] * len(encoded) for _, encoded in items]
         for start in range(0, len(flat), max_batch_size):
             chunk = flat[start : start + max_batch_size]
-            scores = score_sequences(loaded.model, [entry[2].ids for entry in chunk])
+            scores = loaded.score([entry[2].ids for entry in chunk])
             batch_sizes.append(len(chunk))
             for (job_index, item_index, item), score in zip(chunk, scores):
                 results[job_index][item_index] = to_scored_text(item, score)

@@ -33,7 +33,8 @@ def check_limits(body: ScoreRequest, settings) -> None:
 @router.post("/v1/score", response_model=ScoreResponse)
 async def score(body: ScoreRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
     check_limits(body, settings)
-    loaded = store.resolve(body.model, "language_model")
+    # An n-gram model scores too (speech recognisers rescore n-best lists with one).
+    loaded = store.resolve(body.model, "language_model", also=("ngram",))
     request = ScoreInput(loaded.model_id, body.texts, body.tokens, body.add_bos, body.add_eos)
 
     async def compute() -> dict:

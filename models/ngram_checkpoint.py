@@ -1,0 +1,85 @@
+"""The n-gram model's serving artifact: config.json (model_type "ngram"), vocab.json and
+model.safetensors with its hashed tables (numpy arrays; nothing unpickled)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from models.checkpoint import CONFIG_FILE, FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, read_config
+from models.ngram import NGramModel
+from models.scoring import SequenceScore, summarise
+from models.text_encoding import TextEncoding
+from models.tokenizer import Tokenizer, TokenizerConfig
+from models.vocab import Vocabulary
+
+
+@dataclass
+class LoadedNGramModel(TextEncoding):
+    """An n-gram model ready to score (it does not generate)."""
+
+    model_id: str
+    model: NGramModel
+    vocab: Vocabulary
+    tokenizer: Tokenizer
+    config: dict[str, Any]
+    revision: str
+    path: Path
+    model_type: str = "ngram"
+    parameters: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = self.model.num_ngrams
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.config.get("metrics", {}))
+
+    def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
+        if any(len(s) < 2 for s in sequences):
+            raise ValueError("each sequence needs a context token and at least one token to score")
+        return [summarise(self.model.token_logprobs(np.asarray(s), context=1).tolist()) for s in sequences]
+
+
+def save_ngram_model(directory: str | Path, model: NGramModel, vocab: Vocabulary, tokenizer_config: TokenizerConfig, extra: dict[str, Any] | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if len(vocab) != model.vocab_size:
+        raise CheckpointError("vocabulary size does not match the model")
+    config = {
+        "model_type": "ngram",
+        "format_version": FORMAT_VERSION,
+        "order": model.order,
+        "vocab_size": model.vocab_size,
+        "tokenizer": tokenizer_config.to_json(),
+        "parameters": model.num_ngrams,
+        **(extra or {}),
+    }
+    # Config last: a directory with a config is a complete model.
+    save_file(model.to_tensors(), str(directory / WEIGHTS_FILE))
+    vocab.save(directory / VOCAB_FILE)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return directory
+
+
+def load_ngram_model(directory: str | Path, device: Any = "cpu") -> LoadedNGramModel:
+    """Load from `directory`; `device` is accepted for the registry's signature (numpy, CPU)."""
+    directory = Path(directory)
+    config = read_config(directory)
+    try:
+        order, vocab_size = int(config["order"]), int(config["vocab_size"])
+        tokenizer_config = TokenizerConfig.from_json(config.get("tokenizer", {}))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{directory}: bad config.json ({error})") from error
+    vocab = Vocabulary.load(directory / VOCAB_FILE)
+    if len(vocab) != vocab_size:
+        raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens, config says {vocab_size}")
+    try:
+        model = NGramModel.from_tensors(load_file(str(directory / WEIGHTS_FILE)), order, vocab_size)
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"{directory}: {error}") from error
+    return LoadedNGramModel(directory.name, model, vocab, Tokenizer(tokenizer_config), config, file_sha256(directory / WEIGHTS_FILE), directory)

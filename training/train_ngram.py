@@ -1,0 +1,77 @@
+"""Estimate an interpolated modified Kneser-Ney n-gram model and export it for serving.
+
+    python -m training.train_ngram --data ../shared/data/wikitext-2 --order 5 \
+        --output runs/ngram/wikitext2-kn5
+
+The corpus is read exactly as `training.train_lm` reads it (same vocabulary rules, one <eos>
+per line), and valid/test perplexities are measured the same way (`training.evaluate_lm` gives
+the same numbers), so the n-gram rows of the results table compare with the recurrent ones.
+The export directory is served by /v1/score like any language model (model_type "ngram").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.ngram_checkpoint import save_ngram_model
+from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
+from training.evaluation import perplexity
+from training.kneser_ney import estimate
+
+logger = logging.getLogger("training.train_ngram")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="directory with *train*/*valid*/*test* files, or one text file")
+    parser.add_argument("--order", type=int, default=5)
+    parser.add_argument("--output", type=Path, required=True, help="export directory (the model id is its name)")
+    parser.add_argument("--level", choices=["word", "char"], default="word")
+    parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext")
+    parser.add_argument("--tokenize-raw", action="store_true")
+    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    parser.add_argument("--max-vocab", type=int)
+    parser.add_argument("--min-count", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 1 <= args.order <= 9:
+        parser.error("--order must be between 1 and 9")
+
+    files = CorpusFiles.find(args.data, args.valid_fraction)
+    tokenizer_config = lm_tokenizer_config(args.level, args.style)
+    corpus = load_corpus(files, tokenizer_config, args.max_vocab, args.min_count, args.tokenize_raw)
+    boundary = corpus.vocab.id(tokenizer_config.start_token)
+    # The stream starts after a boundary token, as every line after the first does.
+    train = np.concatenate([[boundary], corpus.train.numpy()])
+    started = time.time()
+    model, summary = estimate(train, len(corpus.vocab), args.order)
+    logger.info("estimated %d n-grams in %.1f s", model.num_ngrams, time.time() - started)
+
+    metrics: dict = {}
+    for split, ids in (("valid", corpus.valid), ("test", corpus.test)):
+        if ids is not None:
+            loss = float(-model.token_logprobs(ids.numpy(), context=1).mean())  # as evaluation.loaded_model_stream_loss
+            metrics.update({f"{split}_loss": round(loss, 5), f"{split}_ppl": round(perplexity(loss), 3)})
+    metrics["eval"] = {"unit": "nats per character" if args.level == "char" else "nats per token, one <eos> per line counted"}
+    provenance = {
+        "data": files.provenance(),
+        "tokens": {"train": int(corpus.train.numel())},
+        "estimator": "interpolated modified Kneser-Ney",
+        **summary,
+        "command": "python -m training.train_ngram " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    save_ngram_model(args.output, model, corpus.vocab, tokenizer_config,
+                     {"model_id": args.output.name, "provenance": provenance, "metrics": metrics})
+    logger.info("exported %s: %s", args.output, metrics)
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
