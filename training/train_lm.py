@@ -29,6 +29,7 @@ from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameter
 from models.vocab import Vocabulary
 from training.run_setup import prepare_run
 from training.corpus import Corpus, CorpusFiles, batchify, lm_tokenizer_config, load_corpus, windows
+from training.distributed import Distributed, LossModule
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
 from training.plots import plot_metrics
 
@@ -141,7 +142,8 @@ def save_resumable(path: Path, model, optimizer, scheduler, state: TrainState, v
 class Trainer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.device = resolve_device(args.device)
+        self.dist = Distributed.from_environment()
+        self.device = self.dist.start(resolve_device(args.device))
         self.run_dir: Path = args.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.export_dir: Path = args.export_dir or self.run_dir / "export" / (args.model_id or "model")
@@ -169,6 +171,8 @@ class Trainer:
             adaptive_cutoffs=tuple(args.adaptive_cutoffs),
         )
         self.model = RNNLanguageModel(self.config).to(self.device)
+        if self.dist.enabled:
+            torch.manual_seed(args.seed + 1000 * self.dist.rank)  # each process its own dropout masks
         self.optimizer = build_optimizer(args, self.model)
         self.scheduler = build_scheduler(args, self.optimizer)
         self.state = TrainState()
@@ -180,24 +184,26 @@ class Trainer:
             self.state = TrainState(**resumed["train_state"])
             torch.set_rng_state(resumed["torch_rng"])
             logger.info("resumed from %s at epoch %d, step %d", self.last_path, self.state.epoch, self.state.step)
-        self.train_data = batchify(self.corpus.train, args.batch_size).to(self.device)
+        self.train_data = batchify(self.corpus.train, args.batch_size)[self.dist.rows(args.batch_size)].to(self.device)
+        self.trainable = self.dist.wrap(LossModule(self.model), self.device)
 
     def autocast(self):
         enabled = self.args.precision == "bf16" and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def checkpoint(self) -> None:
-        save_resumable(self.last_path, self.model, self.optimizer, self.scheduler, self.state, self.corpus.vocab)
+        if self.dist.is_main:
+            save_resumable(self.last_path, self.model, self.optimizer, self.scheduler, self.state, self.corpus.vocab)
 
     def train_epoch(self) -> float | None:
         """One pass (or the rest of one, after a resume); mean training loss, None if stopped early."""
         args, model = self.args, self.model
         model.train()
-        state = model.init_state(args.batch_size, self.device)
+        state = model.init_state(self.train_data.size(0), self.device)
         total_windows = math.ceil((self.train_data.size(1) - 1) / args.bptt)
         progress = tqdm(
             total=total_windows, initial=self.state.position // args.bptt, desc=f"epoch {self.state.epoch}",
-            unit="batch", disable=args.no_progress, dynamic_ncols=True, file=sys.stderr,
+            unit="batch", disable=args.no_progress or not self.dist.is_main, dynamic_ncols=True, file=sys.stderr,
         )
         losses: list[float] = []
         steps_this_epoch = 0
@@ -206,7 +212,7 @@ class Trainer:
                 break
             state = tuple(s.detach() for s in state)
             with self.autocast():
-                loss, state = model.loss(inputs, targets, state)
+                loss, state = self.trainable(inputs, targets, state)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -227,9 +233,12 @@ class Trainer:
         return sum(losses) / len(losses) if losses else float("nan")
 
     def validate(self) -> float:
-        return stream_loss(self.model, self.corpus.valid, self.args.eval_batch_size, EVAL_BPTT, self.device)
+        loss = stream_loss(self.model, self.corpus.valid, self.args.eval_batch_size, EVAL_BPTT, self.device) if self.dist.is_main else 0.0
+        return self.dist.broadcast_float(loss, self.device)
 
     def export(self, metrics: dict) -> None:
+        if not self.dist.is_main:
+            return
         provenance = {
             "data": self.files.provenance(),
             "tokens": {"train": self.corpus.train.numel(), "valid": self.corpus.valid.numel(),
@@ -237,6 +246,7 @@ class Trainer:
             "epochs": self.state.epoch,
             "steps": self.state.step,
             "seed": self.args.seed,
+            "processes": self.dist.world_size,
             "command": "python -m training.train_lm " + " ".join(sys.argv[1:]),
             "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
         }
@@ -250,7 +260,8 @@ class Trainer:
     def run(self) -> dict:
         args = self.args
         metrics_path = self.run_dir / "metrics.csv"
-        if not metrics_path.exists():
+        main_process = self.dist.is_main
+        if main_process and not metrics_path.exists():
             with open(metrics_path, "w", newline="") as handle:
                 csv.DictWriter(handle, METRIC_FIELDS).writeheader()
         logger.info("model: %s, %d parameters, device %s", self.config, count_parameters(self.model), self.device)
@@ -264,8 +275,9 @@ class Trainer:
             row = {"epoch": self.state.epoch, "step": self.state.step, "train_loss": round(train_loss, 5),
                    "valid_loss": round(valid_loss, 5), "valid_ppl": round(perplexity(valid_loss), 3),
                    "lr": lr, "seconds": round(time.time() - started, 1)}
-            with open(metrics_path, "a", newline="") as handle:
-                csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
+            if main_process:
+                with open(metrics_path, "a", newline="") as handle:
+                    csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
             logger.info("epoch %d: train loss %.4f, valid loss %.4f, valid ppl %.2f", row["epoch"], train_loss, valid_loss, row["valid_ppl"])
             if valid_loss < self.state.best_valid_loss:
                 self.state.best_valid_loss = valid_loss
@@ -274,7 +286,8 @@ class Trainer:
                 self.export(best_metrics)
             else:
                 self.state.epochs_without_improvement += 1
-            plot_metrics(metrics_path, self.run_dir / "curves.png", f"{self.model_id}: {self.config.cell} {self.config.num_layers}x{self.config.hidden_dim}")
+            if main_process:
+                plot_metrics(metrics_path, self.run_dir / "curves.png", f"{self.model_id}: {self.config.cell} {self.config.num_layers}x{self.config.hidden_dim}")
             if stopped_early:
                 # A capped run keeps its place inside the epoch: a later run without the cap
                 # (or with a larger one) continues from here.
@@ -293,9 +306,11 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
-        """Evaluate the exported (best) model on test and record the final metrics."""
+        """Evaluate the exported (best) model on test and record the final metrics (rank 0)."""
         from models.checkpoint import load_language_model
 
+        if not self.dist.is_main:
+            return {}
         config_path = self.export_dir / "config.json"
         if not config_path.exists():
             raise SystemExit("no epoch finished: nothing to export")
@@ -315,8 +330,13 @@ class Trainer:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     prepare_run(args.run_dir, args.threads)
-    metrics = Trainer(args).run()
-    print(json.dumps(metrics, indent=2))
+    trainer = Trainer(args)
+    try:
+        metrics = trainer.run()
+    finally:
+        trainer.dist.stop()
+    if trainer.dist.is_main:
+        print(json.dumps(metrics, indent=2))
     return metrics
 
 
