@@ -32,6 +32,7 @@ from training.corpus import Corpus, CorpusFiles, batchify, lm_tokenizer_config, 
 from training.distributed import Distributed, LossModule
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
 from training.plots import plot_metrics
+from training.pretrained_embeddings import initialise_embeddings
 
 logger = logging.getLogger("training.train_lm")
 METRIC_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_ppl", "lr", "seconds"]
@@ -58,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--tie-weights", action="store_true")
     model.add_argument("--head", choices=["linear", "adaptive"], default="linear")
     model.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[])
+    model.add_argument("--pretrained-embeddings", type=Path, default=None,
+                       help="word2vec-format vectors (text or binary) to initialise the input embeddings")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
     optim.add_argument("--lr", type=float, default=2e-3)
@@ -176,6 +179,9 @@ class Trainer:
         self.optimizer = build_optimizer(args, self.model)
         self.scheduler = build_scheduler(args, self.optimizer)
         self.state = TrainState()
+        self.embeddings_source: dict | None = None
+        if args.pretrained_embeddings and not resumed:
+            self.embeddings_source = initialise_embeddings(self.model.embedding, self.corpus.vocab, args.pretrained_embeddings)
         if resumed:
             self.model.load_state_dict(resumed["model"])
             self.optimizer.load_state_dict(resumed["optimizer"])
@@ -247,6 +253,7 @@ class Trainer:
             "steps": self.state.step,
             "seed": self.args.seed,
             "processes": self.dist.world_size,
+            "pretrained_embeddings": self.embeddings_source,
             "command": "python -m training.train_lm " + " ".join(sys.argv[1:]),
             "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
         }
