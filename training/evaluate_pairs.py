@@ -1,0 +1,85 @@
+"""Minimal-pair accuracy: how often a model gives the grammatical sentence of a pair the higher
+total log-probability (BLiMP's measure).
+
+    python -m training.evaluate_pairs weights/wikitext2-lstm pairs.jsonl
+
+FILE.jsonl holds one object per line with "sentence_good" and "sentence_bad" (other fields,
+such as BLiMP's "UID" or "phenomenon", group the results when named by --group-by). Each
+sentence is tokenized as the service tokenizes a request and scored from the model's start
+token through an end token, so a sentence that stops early pays for it. A tie counts as a miss.
+Works with recurrent and n-gram models alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from models.checkpoint import CheckpointError
+from models.registry import load_model
+
+BATCH = 64
+
+
+class PairsFileError(ValueError):
+    pass
+
+
+def read_pairs(path: Path) -> list[dict]:
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                pair = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PairsFileError(f"{path}:{number}: not JSON ({error.msg})") from error
+            if not isinstance(pair, dict) or not all(isinstance(pair.get(k), str) and pair[k].strip() for k in ("sentence_good", "sentence_bad")):
+                raise PairsFileError(f"{path}:{number}: needs non-empty strings 'sentence_good' and 'sentence_bad'")
+            pairs.append(pair)
+    if not pairs:
+        raise PairsFileError(f"{path}: no pairs")
+    return pairs
+
+
+def total_logprobs(loaded, sentences: list[str], add_end: bool = True) -> list[float]:
+    totals = []
+    for start in range(0, len(sentences), BATCH):
+        encoded = [loaded.encode_text(s, add_start=True, add_end=add_end) for s in sentences[start : start + BATCH]]
+        totals.extend(score.logprob for score in loaded.score([e.ids for e in encoded]))
+    return totals
+
+
+def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bool = True) -> dict:
+    good = total_logprobs(loaded, [p["sentence_good"] for p in pairs], add_end)
+    bad = total_logprobs(loaded, [p["sentence_bad"] for p in pairs], add_end)
+    correct = [g > b for g, b in zip(good, bad)]
+    result = {"model": loaded.model_id, "pairs": len(pairs), "correct": sum(correct), "accuracy": round(sum(correct) / len(pairs), 4)}
+    if group_by:
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for pair, hit in zip(pairs, correct):
+            groups[str(pair.get(group_by, "?"))].append(hit)
+        result["by_" + group_by] = {name: {"pairs": len(hits), "accuracy": round(sum(hits) / len(hits), 4)} for name, hits in sorted(groups.items())}
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="exported model directory (recurrent or n-gram)")
+    parser.add_argument("pairs", type=Path, help="JSON lines with sentence_good / sentence_bad")
+    parser.add_argument("--group-by", default=None, help="a field of the pairs to report accuracy by")
+    parser.add_argument("--no-end-token", action="store_true", help="score sentences without the end token")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    loaded = load_model(args.checkpoint, args.device)
+    if loaded.model_type not in ("rnn_lm", "ngram"):
+        raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
+    result = evaluate(loaded, read_pairs(args.pairs), args.group_by, add_end=not args.no_end_token)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
