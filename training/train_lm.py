@@ -254,8 +254,8 @@ class Trainer:
             "seed": self.args.seed,
             "processes": self.dist.world_size,
             "pretrained_embeddings": self.embeddings_source,
-            "command": "python -m training.train_lm " + " ".join(sys.argv[1:]),
-            "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
+            "command": "python -m training.train_lm " + " ".join(self.args.argv),
+            "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items() if k != "argv"},
         }
         save_language_model(
             self.export_dir, self.model.cpu(), self.corpus.vocab, self.tokenizer_config,
@@ -336,6 +336,7 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in the export's provenance
     prepare_run(args.run_dir, args.threads)
     trainer = Trainer(args)
     try:

@@ -1,0 +1,138 @@
+"""The seed's comparison on one corpus: Kneser-Ney n-grams, then Elman RNN, GRU and LSTM
+language models at the same parameter count, trained the same way; one table of perplexities.
+
+    python -m training.compare_cells --data ../shared/data/ptb --style ptb --params 4000000 \
+        --run-dir runs/compare-ptb
+
+Each cell's hidden size is chosen so that the whole model (embeddings, recurrent layers,
+output head) has the parameter count closest to --params. Every model is trained by
+`training.train_lm` and every n-gram model by `training.train_ngram`, in sub-directories of the
+run directory; re-running the command resumes unfinished runs and reuses finished ones.
+Writes RUN_DIR/results.md, results.json and results.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from models.checkpoint import read_config
+from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+from training import train_lm, train_ngram
+from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
+
+logger = logging.getLogger("training.compare_cells")
+CELL_NAMES = {"rnn": "Elman RNN (tanh)", "gru": "GRU", "lstm": "LSTM"}
+
+
+def model_config(args: argparse.Namespace, vocab_size: int, cell: str, hidden: int) -> LanguageModelConfig:
+    return LanguageModelConfig(vocab_size=vocab_size, embedding_dim=args.embedding_dim, hidden_dim=hidden,
+                               num_layers=args.num_layers, cell=cell, dropout=args.dropout,
+                               head=args.head, adaptive_cutoffs=tuple(args.adaptive_cutoffs))
+
+
+def hidden_for_budget(args: argparse.Namespace, vocab_size: int, cell: str) -> tuple[int, int]:
+    """(hidden size, parameters) closest to the budget; the count grows with the hidden size,
+    so a bisection finds it."""
+    def parameters(hidden: int) -> int:
+        return count_parameters(RNNLanguageModel(model_config(args, vocab_size, cell, hidden)))
+
+    low, high = 8, 4096
+    while high - low > 1:
+        middle = (low + high) // 2
+        if parameters(middle) <= args.params:
+            low = middle
+        else:
+            high = middle
+    best = min((low, high), key=lambda h: abs(parameters(h) - args.params))
+    return best, parameters(best)
+
+
+def train_cell(args: argparse.Namespace, cell: str, hidden: int) -> dict:
+    export = args.run_dir / cell / "model"
+    argv = ["--data", str(args.data), "--style", args.style, "--cell", cell, "--embedding-dim", str(args.embedding_dim),
+            "--hidden-dim", str(hidden), "--num-layers", str(args.num_layers), "--dropout", str(args.dropout),
+            "--head", args.head, "--adaptive-cutoffs", *map(str, args.adaptive_cutoffs), "--optimizer", "adamw",
+            "--lr", str(args.lr), "--schedule", "cosine", "--batch-size", str(args.batch_size), "--bptt", str(args.bptt),
+            "--epochs", str(args.epochs), "--patience", str(args.epochs), "--run-dir", str(args.run_dir / cell),
+            "--export-dir", str(export), "--seed", str(args.seed), "--no-progress"]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    logger.info("training %s with hidden size %d", cell, hidden)
+    train_lm.main(argv)
+    return read_config(export)
+
+
+def train_ngrams(args: argparse.Namespace, order: int) -> dict:
+    output = args.run_dir / f"kn{order}" / "model"
+    if not (output / "config.json").exists():
+        train_ngram.main(["--data", str(args.data), "--style", args.style, "--order", str(order), "--output", str(output)])
+    return read_config(output)
+
+
+def write_results(run_dir: Path, rows: list[dict], title: str) -> str:
+    lines = [f"| model | hidden | parameters | valid ppl | test ppl |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['model']} | {row.get('hidden', '')} | {row['parameters']:,} | {row['valid_ppl']:.1f} | {row['test_ppl']:.1f} |")
+    table = f"{title}\n\n" + "\n".join(lines) + "\n"
+    (run_dir / "results.md").write_text(table)
+    (run_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.bar([row["model"] for row in rows], [row["test_ppl"] for row in rows], color="tab:blue")
+    axis.set(ylabel="test perplexity (lower is better)", title=title)
+    figure.tight_layout()
+    figure.savefig(run_dir / "results.png", dpi=100)
+    plt.close(figure)
+    return table
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="ptb")
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--params", type=int, default=4_000_000, help="parameter budget of each recurrent model")
+    parser.add_argument("--cells", nargs="+", choices=sorted(CELL_NAMES), default=["rnn", "gru", "lstm"])
+    parser.add_argument("--ngram-orders", type=int, nargs="*", default=[3, 5])
+    parser.add_argument("--embedding-dim", type=int, default=200)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--head", choices=["linear", "adaptive"], default="adaptive")
+    parser.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[2000])
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--bptt", type=int, default=70)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1111)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    vocab_size = len(load_corpus(CorpusFiles.find(args.data), lm_tokenizer_config("word", args.style)).vocab)
+    rows = []
+    for order in args.ngram_orders:
+        config = train_ngrams(args, order)
+        rows.append({"model": f"KN {order}-gram", "parameters": config["parameters"], **_ppl(config)})
+    for cell in args.cells:
+        hidden, parameters = hidden_for_budget(args, vocab_size, cell)
+        config = train_cell(args, cell, hidden)
+        rows.append({"model": CELL_NAMES[cell], "hidden": hidden, "parameters": parameters, **_ppl(config)})
+    title = f"{args.data.name}: {args.num_layers} layers, embedding {args.embedding_dim}, ~{args.params / 1e6:.1f}M parameters, {args.epochs} epochs"
+    print(write_results(args.run_dir, rows, title))
+    return rows
+
+
+def _ppl(config: dict) -> dict:
+    metrics = config["metrics"]
+    return {"valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"]}
+
+
+if __name__ == "__main__":
+    main()
