@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RNNSERVE_", extra="ignore")
 
     models_dir: Path = Field(REPOSITORY_ROOT / "weights", description="one sub-directory per model")
-    default_language_model: str | None = Field(None, description="model id used when a request names none")
+    default_language_model: str | None = Field("wikitext2-lstm", description="model id used when a request names none (the first one found when this one is absent)")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
 
     # Input limits: every size a request controls is capped.

@@ -8,10 +8,21 @@ from pathlib import Path
 
 import torch
 
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def prepare_run(run_dir: Path, threads: int | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir / "train.log")])
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=[logging.StreamHandler(sys.stderr)])
+    # One run's log file at a time, also when a driver (compare_cells) trains several in turn.
+    for handler in [h for h in root.handlers if getattr(h, "rnnserve_run_log", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(run_dir / "train.log")
+    file_handler.setFormatter(logging.Formatter(FORMAT))
+    file_handler.rnnserve_run_log = True
+    root.addHandler(file_handler)
     if threads:
         torch.set_num_threads(threads)
