@@ -20,6 +20,8 @@ def prepare_run(run_dir: Path, threads: int | None) -> None:
     for handler in [h for h in root.handlers if getattr(h, "rnnserve_run_log", False)]:
         root.removeHandler(handler)
         handler.close()
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)  # the log file records progress even when something else configured logging
     file_handler = logging.FileHandler(run_dir / "train.log")
     file_handler.setFormatter(logging.Formatter(FORMAT))
     file_handler.rnnserve_run_log = True
