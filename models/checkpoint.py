@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.scoring import SequenceScore, score_sequences
-from models.text_encoding import EncodedText, TextEncoding
+from models.loaded import LoadedModel
+from models.text_encoding import TextEncoding
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocabulary
 
@@ -72,25 +73,11 @@ def load_weights(module: torch.nn.Module, path: Path, tied: frozenset[str] = fro
 
 
 @dataclass
-class LoadedLanguageModel(TextEncoding):
+class LoadedLanguageModel(LoadedModel, TextEncoding):
     """A language model ready to serve: network, vocabulary, tokenizer and its metadata."""
 
-    model_id: str
+    model_type: ClassVar[str] = "rnn_lm"
     model: RNNLanguageModel
-    vocab: Vocabulary
-    tokenizer: Tokenizer
-    config: dict[str, Any]
-    revision: str
-    path: Path
-    model_type: str = "rnn_lm"
-    parameters: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.parameters = count_parameters(self.model)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.config.get("metrics", {}))
 
     def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
         return score_sequences(self.model, sequences)

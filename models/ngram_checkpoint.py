@@ -3,14 +3,15 @@ model.safetensors with its hashed tables (numpy arrays; nothing unpickled)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from models.checkpoint import CONFIG_FILE, FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, read_config
+from models.loaded import LoadedModel
 from models.ngram import NGramModel
 from models.scoring import SequenceScore, summarise
 from models.text_encoding import TextEncoding
@@ -19,25 +20,14 @@ from models.vocab import Vocabulary
 
 
 @dataclass
-class LoadedNGramModel(TextEncoding):
+class LoadedNGramModel(LoadedModel, TextEncoding):
     """An n-gram model ready to score (it does not generate)."""
 
-    model_id: str
+    model_type: ClassVar[str] = "ngram"
     model: NGramModel
-    vocab: Vocabulary
-    tokenizer: Tokenizer
-    config: dict[str, Any]
-    revision: str
-    path: Path
-    model_type: str = "ngram"
-    parameters: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.parameters = self.model.num_ngrams
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.config.get("metrics", {}))
+    def count_parameters(self) -> int:
+        return self.model.num_ngrams  # stored n-grams: the model's size
 
     def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
         if any(len(s) < 2 for s in sequences):

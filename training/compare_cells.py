@@ -72,7 +72,7 @@ def train_ngrams(args: argparse.Namespace, order: int) -> dict:
 
 
 def write_results(run_dir: Path, rows: list[dict], title: str) -> str:
-    lines = [f"| model | hidden | parameters | valid ppl | test ppl |", "|---|---:|---:|---:|---:|"]
+    lines = ["| model | hidden | parameters | valid ppl | test ppl |", "|---|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['model']} | {row.get('hidden', '')} | {row['parameters']:,} | {row['valid_ppl']:.1f} | {row['test_ppl']:.1f} |")
     table = f"{title}\n\n" + "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.engine.base import ScoredText, ScoreInput
-from models.checkpoint import EncodedText, LoadedLanguageModel
+from models.checkpoint import LoadedLanguageModel
+from models.text_encoding import EncodedText
 from models.sampling import InvalidParameter
 from models.scoring import SequenceScore
 

@@ -8,9 +8,9 @@ fine-tuned or from-scratch encoder is saved with the decoder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from models.checkpoint import (
     CONFIG_FILE, FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, load_weights, read_config,
     save_weights,
 )
+from models.loaded import LoadedModel
 from models.rnn_lm import count_parameters
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocabulary
@@ -42,23 +43,9 @@ CAPTION_TOKENIZER = TokenizerConfig(level="word", style="caption", start_token="
 
 
 @dataclass
-class LoadedCaptioner:
-    model_id: str
+class LoadedCaptioner(LoadedModel):
+    model_type: ClassVar[str] = "captioner"
     model: Captioner
-    vocab: Vocabulary
-    tokenizer: Tokenizer
-    config: dict[str, Any]
-    revision: str
-    path: Path
-    model_type: str = "captioner"
-    parameters: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.parameters = count_parameters(self.model)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.config.get("metrics", {}))
 
     @property
     def image_size(self) -> int:
