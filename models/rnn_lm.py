@@ -188,7 +188,10 @@ class RNNLanguageModel(nn.Module):
         hidden, new_state = self.hidden(tokens, state)
         flat_hidden = hidden.reshape(-1, hidden.size(-1))
         if self.adaptive is not None:
-            return self.adaptive(flat_hidden, targets.reshape(-1)).loss, new_state
+            # The head's softmax runs in fp32 even under bf16 autocast: a bf16 loss is too
+            # coarse (8 bits of mantissa) to train on.
+            with torch.autocast(device_type=flat_hidden.device.type, enabled=False):
+                return self.adaptive(flat_hidden.float(), targets.reshape(-1)).loss, new_state
         logits = self.decoder(flat_hidden)
         return nn.functional.cross_entropy(logits.float(), targets.reshape(-1)), new_state
 

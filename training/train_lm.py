@@ -80,7 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--model-id", default=None, help="default: the export directory's name")
     run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast (GPU)")
+    run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                     help="bf16: mixed precision (autocast; weights, optimizer and loss stay fp32). Meant for GPUs; "
+                          "CPUs run it too, fast only with bf16 matrix units")
     run.add_argument("--seed", type=int, default=1111)
     run.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
     run.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE)
@@ -194,8 +196,7 @@ class Trainer:
         self.trainable = self.dist.wrap(LossModule(self.model), self.device)
 
     def autocast(self):
-        enabled = self.args.precision == "bf16" and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.args.precision == "bf16")
 
     def checkpoint(self) -> None:
         if self.dist.is_main:

@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from models.checkpoint import load_language_model
 from training import evaluate_lm
@@ -50,3 +51,20 @@ def test_interrupted_run_resumes(tmp_path, tiny_corpus):
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert len(rows) >= len(first)
     assert int(rows[-1]["step"]) > 7
+
+
+@pytest.mark.parametrize("head", ["linear", "adaptive"])
+def test_bf16_mixed_precision_trains_like_fp32(tmp_path, tiny_corpus, head):
+    """--precision bf16 (autocast) keeps fp32 weights and an fp32 loss and learns as fp32 does."""
+    results = {}
+    for precision in ("fp32", "bf16"):
+        results[precision] = train([
+            "--data", str(tiny_corpus), "--level", "word", "--embedding-dim", "24", "--hidden-dim", "32", "--num-layers", "1",
+            "--dropout", "0", "--batch-size", "16", "--bptt", "16", "--lr", "1e-2", "--epochs", "1", "--max-steps", "40",
+            "--head", head, "--adaptive-cutoffs", *(["10", "30"] if head == "adaptive" else []), "--precision", precision,
+            "--weights-dtype", "float32", "--run-dir", str(tmp_path / precision), "--no-progress", "--seed", "3"])
+        loaded = load_language_model(tmp_path / precision / "export" / "model")
+        assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    vocab = len(load_language_model(tmp_path / "fp32" / "export" / "model").vocab)
+    assert results["bf16"]["valid_ppl"] < vocab / 3  # learned: far below uniform
+    assert results["bf16"]["valid_ppl"] == pytest.approx(results["fp32"]["valid_ppl"], rel=0.1)
