@@ -1,0 +1,84 @@
+"""Average the weights of several checkpoints of one run (the tail of a training run) and
+export the average, evaluated on valid and test — the cheap cousin of AWD-LSTM's averaged SGD
+and of fairseq's `average_checkpoints`.
+
+    python -m training.average_checkpoints runs/wt2/export/wikitext2-lstm \
+        runs/wt2/snapshots/step-*.pt --data ../shared/data/wikitext-2 --output weights/wikitext2-lstm
+
+EXPORT is the run's exported model (its config, vocabulary and tokenizer are kept); each
+CHECKPOINT is a resumable `last.pt` from the run directory or a bare state dict of the same
+architecture (loaded with `weights_only=True`). The average is exported only when it is
+better on the validation split than EXPORT, unless --always.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import CheckpointError, load_language_model, save_language_model
+from training.corpus import CorpusFiles, load_corpus
+from training.evaluation import perplexity, stream_loss
+
+logger = logging.getLogger("training.average_checkpoints")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(path, weights_only=True, map_location="cpu")
+    state = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a model state dict or a resumable checkpoint")
+    return state
+
+
+def average(paths: list[Path]) -> dict[str, torch.Tensor]:
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        state = read_state_dict(path)
+        if total and state.keys() != total.keys():
+            raise CheckpointError(f"{path}: its tensors differ from the first checkpoint's")
+        for name, tensor in state.items():
+            total[name] = total.get(name, 0) + tensor.double()
+    return {name: (tensor / len(paths)).float() for name, tensor in total.items()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export", type=Path, help="the run's exported model directory")
+    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("--data", type=Path, required=True, help="the corpus the run trained on")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--always", action="store_true", help="export even when the average is not better")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    base = load_language_model(args.export)
+    corpus = load_corpus(CorpusFiles.find(args.data), base.tokenizer.config, vocab=base.vocab)
+    averaged = load_language_model(args.export)
+    averaged.model.load_state_dict(average(args.checkpoints))
+    base_valid = stream_loss(base.model, corpus.valid)
+    valid = stream_loss(averaged.model, corpus.valid)
+    logger.info("valid ppl: exported %.3f, average of %d checkpoints %.3f", perplexity(base_valid), len(args.checkpoints), perplexity(valid))
+    result = {"exported_valid_ppl": round(perplexity(base_valid), 3), "averaged_valid_ppl": round(perplexity(valid), 3), "written": False}
+    if valid < base_valid or args.always:
+        metrics = {"valid_loss": round(valid, 5), "valid_ppl": round(perplexity(valid), 3), "eval": base.metrics.get("eval")}
+        if corpus.test is not None:
+            test = stream_loss(averaged.model, corpus.test)
+            metrics.update(test_loss=round(test, 5), test_ppl=round(perplexity(test), 3))
+        provenance = dict(base.config.get("provenance", {}))
+        provenance["averaged_checkpoints"] = [path.name for path in args.checkpoints]
+        provenance["average_command"] = "python -m training.average_checkpoints " + " ".join(sys.argv[1:] if argv is None else argv)
+        save_language_model(args.output, averaged.model, base.vocab, base.tokenizer.config,
+                            {"model_id": args.output.name, "provenance": provenance, "metrics": metrics},
+                            weights_dtype=base.config.get("weights_dtype", "float32"))
+        result.update(written=True, **metrics)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
