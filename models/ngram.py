@@ -12,8 +12,8 @@ weight of a context is exactly its interpolation weight, so this equals the inte
 probability. Hashing is what KenLM's probing structure does too: with a few million n-grams
 the chance of any collision among 64-bit hashes is below 1e-6.
 
-Stored as safetensors (no pickle): ``keys.K`` (uint64), ``logprob.K`` and ``backoff.K``
-(float32) for K = 1..order.
+Stored as safetensors (no pickle): ``keys.K`` (uint64) and ``logprob.K`` (float32) for
+K = 1..order, ``backoff.K`` (float32) below the highest order.
 """
 from __future__ import annotations
 
@@ -116,14 +116,16 @@ class NGramModel:
         for k, table in enumerate(self.tables, start=1):
             tensors[f"keys.{k}"] = table.keys
             tensors[f"logprob.{k}"] = table.logprob
-            tensors[f"backoff.{k}"] = table.backoff
+            if k < self.order:  # the highest order is never a context: no back-off weights
+                tensors[f"backoff.{k}"] = table.backoff
         return tensors
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, np.ndarray], order: int, vocab_size: int) -> "NGramModel":
         tables = []
         for k in range(1, order + 1):
-            keys, logprob, backoff = tensors[f"keys.{k}"], tensors[f"logprob.{k}"], tensors[f"backoff.{k}"]
+            keys, logprob = tensors[f"keys.{k}"], tensors[f"logprob.{k}"]
+            backoff = tensors[f"backoff.{k}"] if k < order else np.zeros(len(keys), dtype=np.float32)
             if keys.dtype != np.uint64 or not (len(keys) == len(logprob) == len(backoff)):
                 raise ValueError(f"order {k}: keys, logprob and backoff disagree")
             if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
