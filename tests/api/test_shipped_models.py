@@ -33,6 +33,22 @@ def test_weights_are_safetensors_with_metrics():
         assert config["provenance"]["command"].startswith("python -m training."), name
 
 
+def test_language_model_weights_fit_the_budget_and_the_word_model_its_target():
+    # Issue 5: word and char models together at most 40 MB; WikiText-2 test perplexity <= 120
+    # over the full vocabulary (measured by training.evaluate_lm, recorded in config.json).
+    sizes = sum((SHIPPED_MODELS / name / "model.safetensors").stat().st_size for name in LANGUAGE_MODELS)
+    assert sizes <= 40_000_000
+    word = json.loads((SHIPPED_MODELS / "wikitext2-lstm" / "config.json").read_text())
+    assert word["metrics"]["test_ppl"] <= 120 and word["architecture"]["vocab_size"] >= 33278
+
+
+def test_the_word_model_is_the_default_and_lists_its_metrics(shipped_client):
+    cards = {card["id"]: card for card in shipped_client.get("/v1/models").json()["data"]}
+    assert cards["wikitext2-lstm"]["default"] is True
+    assert {"valid_ppl", "test_ppl"} <= set(cards["wikitext2-lstm"]["metrics"])
+    assert "valid_loss" in cards["shakespeare-char-lstm"]["metrics"]
+
+
 @pytest.mark.parametrize("model", LANGUAGE_MODELS)
 def test_ranks_the_sentence_above_its_words_reversed(shipped_client, model):
     body = shipped_client.post("/v1/score", json={"model": model, "texts": ["the cat sat on the mat .", ". mat the on sat cat the"]}).json()
