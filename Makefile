@@ -64,9 +64,9 @@ model-ngram: $(STAMP)
 	$(PYTHON) -m training.train_ngram --data $(SHARED)/ptb --style ptb --order 5 --output runs/ngram/ptb-kn5
 
 # The seed's comparison on PTB: KN 3/5-gram, Elman RNN, GRU, LSTM at ~4M parameters each
-# (about 30 minutes on 2 CPU cores; resumable).
+# (about 35 minutes on 2 CPU cores; resumable).
 compare-cells: $(STAMP)
-	$(PYTHON) -m training.compare_cells --data $(SHARED)/ptb --style ptb --params 4000000 --epochs 6 \
+	$(PYTHON) -m training.compare_cells --data $(SHARED)/ptb --style ptb --params 4000000 --epochs 4 \
 	  --run-dir runs/compare-ptb
 
 clean:

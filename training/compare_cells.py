@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # matters at a budget of a few epochs.
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--bptt", type=int, default=35)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
