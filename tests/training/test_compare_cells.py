@@ -17,6 +17,7 @@ def test_one_table_at_equal_parameter_counts(tmp_path, tiny_corpus):
     # Equal budgets mean the simpler cells get wider: RNN > GRU > LSTM hidden sizes.
     assert cells[0]["hidden"] > cells[1]["hidden"] > cells[2]["hidden"]
     assert all(row["test_ppl"] > 1 for row in rows)
+    assert [row["lr"] for row in cells] == [5e-4, 2e-3, 2e-3]  # the tanh RNN gets its own rate by default
     assert json.loads((tmp_path / "results.json").read_text()) == rows
     assert (tmp_path / "results.md").read_text().count("\n| ") == 5  # header and four rows
     assert (tmp_path / "results.png").stat().st_size > 0
