@@ -57,7 +57,7 @@ model-wikitext2: $(STAMP)
 	  --run-dir runs/wikitext2-lstm --export-dir weights/wikitext2-lstm
 
 # Kneser-Ney 5-gram models of WikiText-2 and PTB, servable by /v1/score (about a minute each;
-# ~90 MB each, so they are built, not shipped: point RNNSERVE_MODELS_DIR at a directory holding
+# 86 MB and 37 MB, so they are built, not shipped: point RNNSERVE_MODELS_DIR at a directory holding
 # them and the shipped models).
 model-ngram: $(STAMP)
 	$(PYTHON) -m training.train_ngram --data $(SHARED)/wikitext-2 --style wikitext --order 5 --output runs/ngram/wikitext2-kn5

@@ -45,3 +45,13 @@ def test_rank_is_best_first():
     scores = score_sequences(model, [[3, 4, 5], [3, 4], [3, 4, 5, 6, 7]])
     order = rank(scores)
     assert [scores[i].logprob for i in order] == sorted((s.logprob for s in scores), reverse=True)
+
+
+def test_adaptive_head_scores_equal_its_full_distribution():
+    torch.manual_seed(2)
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=60, embedding_dim=8, hidden_dim=16, num_layers=2, dropout=0.0,
+                                                 head="adaptive", adaptive_cutoffs=(10, 30))).eval()
+    sequences = [[3, 5, 40, 7, 59, 12], [3, 31], [3, 10, 11, 29]]
+    for sequence, score in zip(sequences, score_sequences(model, sequences)):
+        expected = manual_score(model, sequence)  # gathers from the whole normalised distribution
+        assert all(math.isclose(a, b, abs_tol=1e-5) for a, b in zip(score.token_logprobs, expected))
