@@ -48,6 +48,17 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
+def write_model_directory(directory: str | Path, config: dict[str, Any], vocab: Vocabulary, write_weights) -> Path:
+    """Write a serving artifact: `write_weights(path)` writes model.safetensors, then the
+    vocabulary, then config.json last, so a directory with a config is a complete model."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_weights(directory / WEIGHTS_FILE)
+    vocab.save(directory / VOCAB_FILE)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return directory
+
+
 def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32", skip: frozenset[str] = frozenset()) -> None:
     """Write a module's tensors as safetensors, floating tensors in `dtype`, leaving out the
     names in `skip` (the second name of a tied weight)."""
@@ -96,8 +107,6 @@ def save_language_model(
     weights_dtype: str = "float32",
 ) -> Path:
     """Write the serving artifact; `extra` adds provenance and metrics to config.json."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     if len(vocab) != model.config.vocab_size:
         raise CheckpointError("vocabulary size does not match the model")
     config = {
@@ -109,11 +118,8 @@ def save_language_model(
         "parameters": count_parameters(model),
         **(extra or {}),
     }
-    # Write weights first and config last: a directory with a config is a complete model.
-    save_weights(model, directory / WEIGHTS_FILE, weights_dtype, _tied_names(model.config))
-    vocab.save(directory / VOCAB_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return directory
+    return write_model_directory(directory, config, vocab,
+                                 lambda path: save_weights(model, path, weights_dtype, _tied_names(model.config)))
 
 
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedLanguageModel:

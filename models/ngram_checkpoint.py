@@ -2,7 +2,6 @@
 model.safetensors with its hashed tables (numpy arrays; nothing unpickled)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from models.checkpoint import CONFIG_FILE, FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, read_config
+from models.checkpoint import FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, read_config, write_model_directory
 from models.loaded import LoadedModel
 from models.ngram import NGramModel
 from models.scoring import SequenceScore, summarise
@@ -36,8 +35,6 @@ class LoadedNGramModel(LoadedModel, TextEncoding):
 
 
 def save_ngram_model(directory: str | Path, model: NGramModel, vocab: Vocabulary, tokenizer_config: TokenizerConfig, extra: dict[str, Any] | None = None) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     if len(vocab) != model.vocab_size:
         raise CheckpointError("vocabulary size does not match the model")
     config = {
@@ -49,11 +46,7 @@ def save_ngram_model(directory: str | Path, model: NGramModel, vocab: Vocabulary
         "parameters": model.num_ngrams,
         **(extra or {}),
     }
-    # Config last: a directory with a config is a complete model.
-    save_file(model.to_tensors(), str(directory / WEIGHTS_FILE))
-    vocab.save(directory / VOCAB_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return directory
+    return write_model_directory(directory, config, vocab, lambda path: save_file(model.to_tensors(), str(path)))
 
 
 def load_ngram_model(directory: str | Path, device: Any = "cpu") -> LoadedNGramModel:

@@ -7,7 +7,6 @@ fine-tuned or from-scratch encoder is saved with the decoder.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -18,8 +17,8 @@ from torch import nn
 from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
 from models.captioning.encoders import EncoderConfig, ImageEncoder, build_encoder
 from models.checkpoint import (
-    CONFIG_FILE, FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, load_weights, read_config,
-    save_weights,
+    FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, load_weights, read_config,
+    save_weights, write_model_directory,
 )
 from models.loaded import LoadedModel
 from models.rnn_lm import count_parameters
@@ -54,8 +53,6 @@ class LoadedCaptioner(LoadedModel):
 
 def save_captioner(directory: str | Path, model: Captioner, vocab: Vocabulary, extra: dict | None = None,
                    include_encoder: bool = False, weights_dtype: str = "float32") -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     module = model if include_encoder else model.decoder
     config = {
         "model_type": "captioner",
@@ -68,10 +65,7 @@ def save_captioner(directory: str | Path, model: Captioner, vocab: Vocabulary, e
         "parameters": count_parameters(model),
         **(extra or {}),
     }
-    save_weights(module, directory / WEIGHTS_FILE, weights_dtype)
-    vocab.save(directory / VOCAB_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return directory
+    return write_model_directory(directory, config, vocab, lambda path: save_weights(module, path, weights_dtype))
 
 
 def load_captioner(directory: str | Path, device: str | torch.device = "cpu") -> LoadedCaptioner:
