@@ -105,6 +105,11 @@ class NGramModel:
             pending_backoff[unmatched] += bow[~ngram_found]
         return result + pending_backoff
 
+    def stream_loss(self, ids: np.ndarray) -> float:
+        """Mean negative log-likelihood (nats) of a stream, its first token context only: the
+        tokens a recurrent model's stream evaluation counts."""
+        return float(-self.token_logprobs(ids, context=1).mean())
+
     def logprob_table(self, history: list[int]) -> np.ndarray:
         """log p(w | history) for every id w (for checks: it sums to one)."""
         vocab = np.arange(self.vocab_size)

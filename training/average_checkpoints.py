@@ -13,6 +13,7 @@ better on the validation split than EXPORT, unless --always.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     base = load_language_model(args.export)
     corpus = load_corpus(CorpusFiles.find(args.data), base.tokenizer.config, vocab=base.vocab)
-    averaged = load_language_model(args.export)
+    averaged = copy.deepcopy(base)
     averaged.model.load_state_dict(average(args.checkpoints))
     base_valid = stream_loss(base.model, corpus.valid)
     valid = stream_loss(averaged.model, corpus.valid)

@@ -40,7 +40,7 @@ def loaded_model_stream_loss(loaded, ids: torch.Tensor, batch_size: int = EVAL_B
     """`stream_loss` for any loaded language model: an n-gram model predicts the same tokens
     (the first is context only) from its own history."""
     if loaded.model_type == "ngram":
-        return float(-loaded.model.token_logprobs(ids.numpy(), context=1).mean())
+        return loaded.model.stream_loss(ids.numpy())
     return stream_loss(loaded.model, ids, batch_size, bptt, device)
 
 

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics: dict = {}
     for split, ids in (("valid", corpus.valid), ("test", corpus.test)):
         if ids is not None:
-            loss = float(-model.token_logprobs(ids.numpy(), context=1).mean())  # as evaluation.loaded_model_stream_loss
+            loss = model.stream_loss(ids.numpy())
             metrics.update({f"{split}_loss": round(loss, 5), f"{split}_ppl": round(perplexity(loss), 3)})
     metrics["eval"] = {"unit": "nats per character" if args.level == "char" else "nats per token, one <eos> per line counted"}
     provenance = {
