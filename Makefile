@@ -27,7 +27,10 @@ $(STAMP): pyproject.toml constraints.txt
 serve: $(STAMP)
 	$(VENV)/bin/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
 
+# Installs Redis and Chromium when missing (as root; otherwise prints the command), starts
+# Redis, then runs the suite.
 test: $(STAMP)
+	tests/system_services.sh
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # Rebuild the shipped character model from the shared data (about 50 minutes on 2 CPU cores).

@@ -24,13 +24,14 @@ from app.engine.pool import WorkerPool, plan_devices
 from app.engine.worker import WorkerConfig
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.model_store import ModelStore
+from app.model_store import ModelStore, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
 from app.routes import caption, completions, generate, health, models, playground, score
 from app.schemas import ErrorBody
 from app.settings import Settings
+from models.tokenizer import use_nltk_data
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
         threads = max(1, ((os.cpu_count() or 1) - 1) // len(devices))
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
-        WorkerConfig(index, settings.models_dir, device, settings.max_batch_size, settings.score_max_batch_size,
+        WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.score_max_batch_size,
                      settings.score_max_wait_ms / 1000, limits, threads)
         for index, device in enumerate(devices)
     ]
@@ -57,11 +58,12 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
 def create_app(settings: Settings | None = None, engine_factory: EngineFactory | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_json)
+    use_nltk_data(settings.nltk_data)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = ModelStore.discover(settings.models_dir, {"language_model": settings.default_language_model, "captioner": settings.default_captioner})
+        store = discover_models(settings)
         redis = ResilientRedis(settings.redis_url, settings.redis_timeout_s) if settings.redis_url else None
         backend = RedisCache(redis, settings.cache_ttl_s) if redis else InProcessLRU(settings.cache_max_entries)
         engine = (engine_factory or build_worker_pool)(settings, store, metrics)

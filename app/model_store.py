@@ -1,7 +1,8 @@
-"""The catalogue of models the service offers: every sub-directory of the models directory
-holding a config.json. Each is loaded once at start-up to prove it is sound (workers load
-their own copies onto their devices); the catalogue keeps only what the HTTP layer needs:
-ids, types, revisions, metrics and a default per type."""
+"""The catalogue of models the service offers: every sub-directory holding a config.json in
+the model directories (the user's, then the shipped ones). Each is loaded once on the CPU to
+prove it is sound; what loads is the list the workers load (`paths`), so a broken model is
+skipped and reported in one place and the rest serve. The catalogue keeps only what the HTTP
+layer needs: ids, types, revisions, metrics and a default per type (and why it is the default)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ApiError
-from models.checkpoint import CONFIG_FILE, CheckpointError
+from models.checkpoint import CONFIG_FILE
 from models.registry import load_model
 
 logger = logging.getLogger(__name__)
@@ -46,30 +47,69 @@ def describe(loaded: Any) -> ModelInfo:
     )
 
 
+def model_directories(models_dirs: list[Path]) -> dict[str, Path]:
+    """model id -> directory over all model directories, in order (the first of two models
+    with one id wins)."""
+    found: dict[str, Path] = {}
+    seen: set[Path] = set()
+    for models_dir in models_dirs:
+        if models_dir.resolve() in seen:
+            continue
+        seen.add(models_dir.resolve())
+        if not models_dir.is_dir():
+            logger.warning("models directory %s does not exist", models_dir)
+            continue
+        for directory in sorted(p for p in models_dir.iterdir() if (p / CONFIG_FILE).is_file()):
+            if directory.name in found:
+                logger.warning("model %s in %s is hidden by the one in %s", directory.name, directory.parent, found[directory.name].parent)
+                continue
+            found[directory.name] = directory
+    return found
+
+
 @dataclass
 class ModelStore:
     models: dict[str, ModelInfo] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)  # public type -> model id
+    default_reasons: dict[str, str] = field(default_factory=dict)  # public type -> why that one
     failures: dict[str, str] = field(default_factory=dict)  # model id -> why it did not load
 
     @classmethod
-    def discover(cls, models_dir: Path, preferred_defaults: dict[str, str | None]) -> "ModelStore":
+    def discover(cls, models_dirs: list[Path], preferred_defaults: dict[str, str | None]) -> "ModelStore":
         store = cls()
-        if not models_dir.is_dir():
-            logger.warning("models directory %s does not exist", models_dir)
-            return store
-        for directory in sorted(p for p in models_dir.iterdir() if (p / CONFIG_FILE).is_file()):
+        directories = model_directories(models_dirs)
+        for model_id, directory in directories.items():
             try:
-                store.models[directory.name] = describe(load_model(directory, "cpu"))
-                logger.info("found model %s in %s", directory.name, directory)
-            except (CheckpointError, OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-                store.failures[directory.name] = str(error)
-                logger.error("could not load model %s: %s", directory.name, error)
-        for model_id, info in store.models.items():
-            preferred = preferred_defaults.get(info.public_type)
-            if preferred == model_id or (info.public_type not in store.defaults and preferred not in store.models):
-                store.defaults[info.public_type] = model_id
+                store.models[model_id] = describe(load_model(directory, "cpu"))
+                logger.info("found model %s in %s", model_id, directory)
+            except Exception as error:  # noqa: BLE001 - whatever a broken directory raises, the others serve
+                store.failures[model_id] = f"{type(error).__name__}: {error}"
+                logger.error("could not load model %s from %s: %s", model_id, directory, store.failures[model_id])
+        store.choose_defaults(preferred_defaults)
         return store
+
+    def choose_defaults(self, preferred_defaults: dict[str, str | None]) -> None:
+        """The default of each type: the configured one when it is loaded, otherwise the first
+        of that type by id. Logged, with the reason, and shown in /v1/models."""
+        self.defaults.clear()
+        self.default_reasons.clear()
+        for public_type in sorted({info.public_type for info in self.models.values()}):
+            candidates = sorted(m for m, info in self.models.items() if info.public_type == public_type)
+            preferred = preferred_defaults.get(public_type)
+            setting = f"RNNSERVE_DEFAULT_{public_type.upper()}"
+            if preferred in candidates:
+                self.defaults[public_type], reason = preferred, f"named by {setting}"
+            elif preferred:
+                self.defaults[public_type] = candidates[0]
+                reason = f"{setting}={preferred} is not loaded; the first {public_type.replace('_', ' ')} by id"
+            else:
+                self.defaults[public_type], reason = candidates[0], f"the first {public_type.replace('_', ' ')} by id ({setting} is not set)"
+            self.default_reasons[public_type] = reason
+            logger.info("default %s: %s (%s)", public_type.replace("_", " "), self.defaults[public_type], reason)
+
+    def paths(self) -> dict[str, Path]:
+        """What the workers load: every model that loaded here."""
+        return {model_id: info.path for model_id, info in self.models.items()}
 
     def resolve(self, model_id: str | None, public_type: str, param: str = "model", also: tuple[str, ...] = ()) -> ModelInfo:
         """The model a request names (or the default of `public_type`); 404 if there is none.
@@ -85,3 +125,12 @@ class ModelStore:
             accepted = " or ".join((public_type, *also)).replace("_", " ")
             raise ApiError(422, f"model {model_id!r} is a {info.public_type.replace('_', ' ')}, not a {accepted}", param)
         return info
+
+
+def default_preferences(settings) -> dict[str, str | None]:
+    return {"language_model": settings.default_language_model, "captioner": settings.default_captioner}
+
+
+def discover_models(settings) -> ModelStore:
+    """The catalogue of the directories `settings` names."""
+    return ModelStore.discover(settings.model_directories(), default_preferences(settings))

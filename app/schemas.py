@@ -125,6 +125,13 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class ReloadResponse(ModelList):
+    added: list[str]
+    updated: list[str] = Field(description="models whose weights changed (a new revision)")
+    removed: list[str]
+    failed: dict[str, str] = Field(description="models that did not load, with why; the others serve")
+
+
 class ErrorDetail(BaseModel):
     type: str
     message: str

@@ -4,6 +4,7 @@ Nothing reads these at import time: `create_app(settings)` receives one instance
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -11,13 +12,18 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODELS_DIR = REPOSITORY_ROOT / "weights"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RNNSERVE_", extra="ignore")
 
-    models_dir: Path = Field(REPOSITORY_ROOT / "weights", description="one sub-directory per model")
-    default_language_model: str | None = Field("wikitext2-lstm", description="model id used when a request names none (the first one found when this one is absent)")
+    models_dir: str | Path = Field(
+        "", description="your model directories, several separated by ':' (each holds one sub-directory per model); "
+                        "served next to the shipped models, and a model here hides a shipped one with the same id")
+    serve_shipped_models: bool = Field(True, description="also serve the models shipped in the repository's weights/")
+    default_language_model: str | None = Field("wikitext2-lstm", description="model id used when a request names none (the first by id when this one is not loaded)")
+    nltk_data: Path | None = Field(None, description="directory with NLTK's punkt_tab tables (else NLTK_DATA, then shared/data/nltk_data beside the checkout)")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
 
     # Input limits: every size a request controls is capped.
@@ -58,6 +64,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = Field(True, description="one JSON object per log line")
+
+    def model_directories(self) -> list[Path]:
+        """Where models are looked for, in order: the user's directories, then the shipped ones."""
+        listed = [Path(part) for part in str(self.models_dir).split(os.pathsep) if part] if self.models_dir else []
+        return listed + ([SHIPPED_MODELS_DIR] if self.serve_shipped_models else [])
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())

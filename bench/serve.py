@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", default="cpu", help="suffix of the result files")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    common_env = {"RNNSERVE_MODELS_DIR": args.models_dir, "RNNSERVE_LOG_LEVEL": "WARNING", "RNNSERVE_REQUEST_TIMEOUT_S": "600",
+    common_env = {"RNNSERVE_MODELS_DIR": args.models_dir, "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING", "RNNSERVE_REQUEST_TIMEOUT_S": "600",
                   "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_N": "16"}
     results: dict[str, list[dict]] = {}
     cache: dict = {}

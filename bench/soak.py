@@ -116,7 +116,7 @@ def start_server(models_dir: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = os.environ | {"RNNSERVE_MODELS_DIR": models_dir, "RNNSERVE_LOG_LEVEL": "WARNING"}
+    env = os.environ | {"RNNSERVE_MODELS_DIR": models_dir, "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -55,8 +55,24 @@ def write_model_directory(directory: str | Path, config: dict[str, Any], vocab: 
     directory.mkdir(parents=True, exist_ok=True)
     write_weights(directory / WEIGHTS_FILE)
     vocab.save(directory / VOCAB_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_config(directory, config)
+    make_world_readable(directory)
     return directory
+
+
+def write_config(directory: str | Path, config: dict[str, Any]) -> None:
+    path = Path(directory) / CONFIG_FILE
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.chmod(0o644)
+
+
+def make_world_readable(directory: str | Path) -> None:
+    """Files 0644, directories 0755: a model is mounted into containers whose service runs as
+    another (non-root) user, and some writers (safetensors) create files 0600."""
+    directory = Path(directory)
+    directory.chmod(0o755)
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32", skip: frozenset[str] = frozenset()) -> None:

@@ -16,9 +16,11 @@ Character level maps every character (newlines included) to a token.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from nltk.tokenize import NLTKWordTokenizer
@@ -58,15 +60,39 @@ class TokenizerConfig:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
+NLTK_DATA_VARIABLE = "RNNSERVE_NLTK_DATA"
+
+
+def nltk_data_candidates() -> list[Path]:
+    """Where NLTK's Punkt tables are looked for beyond NLTK's own search path (which honours
+    NLTK_DATA): the RNNSERVE_NLTK_DATA setting, then the project's data folder beside the
+    checkout (shared/data/nltk_data). Training, evaluation and serving all look here, so they
+    split sentences alike."""
+    candidates = [Path(os.environ[NLTK_DATA_VARIABLE])] if os.environ.get(NLTK_DATA_VARIABLE) else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "nltk_data")
+    return candidates
+
+
+def use_nltk_data(path: str | Path | None) -> None:
+    """Make `path` the first place Punkt is looked for, in this process and the worker processes
+    it starts."""
+    if path:
+        os.environ[NLTK_DATA_VARIABLE] = str(path)
+        _punkt_available.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _punkt_available() -> bool:
-    try:
-        import nltk
+    import nltk
 
+    for candidate in reversed(nltk_data_candidates()):
+        if candidate.is_dir() and str(candidate) not in nltk.data.path:
+            nltk.data.path.insert(0, str(candidate))
+    try:
         nltk.data.find("tokenizers/punkt_tab/english/")
         return True
     except LookupError:
-        logger.warning("NLTK punkt data not found (set NLTK_DATA); using a regex sentence splitter")
+        logger.warning("NLTK punkt data not found (set NLTK_DATA or RNNSERVE_NLTK_DATA); using a regex sentence splitter")
         return False
 
 

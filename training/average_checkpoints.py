@@ -12,7 +12,6 @@ better on the validation split than EXPORT, unless --always.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -22,8 +21,9 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import CheckpointError, load_language_model, save_language_model
-from training.corpus import CorpusFiles, load_corpus
+from training.corpus import CorpusFiles, load_corpus, model_reads_raw_text
 from training.evaluation import perplexity, stream_loss
+from training.cli import check_export_target, parser_for, run_cli
 
 logger = logging.getLogger("training.average_checkpoints")
 
@@ -48,17 +48,20 @@ def average(paths: list[Path]) -> dict[str, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("export", type=Path, help="the run's exported model directory")
     parser.add_argument("checkpoints", type=Path, nargs="+")
     parser.add_argument("--data", type=Path, required=True, help="the corpus the run trained on")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--always", action="store_true", help="export even when the average is not better")
+    parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.output.resolve() != args.export.resolve():
+        check_export_target(args.output, args.force)
     base = load_language_model(args.export)
-    corpus = load_corpus(CorpusFiles.find(args.data), base.tokenizer.config, vocab=base.vocab)
+    corpus = load_corpus(CorpusFiles.find(args.data), base.tokenizer.config, tokenize_raw=model_reads_raw_text(base.config), vocab=base.vocab)
     averaged = copy.deepcopy(base)
     averaged.model.load_state_dict(average(args.checkpoints))
     base_valid = stream_loss(base.model, corpus.valid)
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         provenance["averaged_checkpoints"] = [path.name for path in args.checkpoints]
         provenance["average_command"] = "python -m training.average_checkpoints " + " ".join(sys.argv[1:] if argv is None else argv)
         save_language_model(args.output, averaged.model, base.vocab, base.tokenizer.config,
-                            {"model_id": args.output.name, "provenance": provenance, "metrics": metrics},
+                            {"model_id": args.output.name, "corpus": base.config.get("corpus", {}), "provenance": provenance, "metrics": metrics},
                             weights_dtype=base.config.get("weights_dtype", "float32"))
         result.update(written=True, **metrics)
     print(json.dumps(result, indent=2))
@@ -82,4 +85,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

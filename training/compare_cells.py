@@ -21,6 +21,7 @@ from models.checkpoint import read_config
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from training import train_lm, train_ngram
 from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
+from training.cli import parser_for, run_cli
 
 logger = logging.getLogger("training.compare_cells")
 CELL_NAMES = {"rnn": "Elman RNN (tanh)", "gru": "GRU", "lstm": "LSTM"}
@@ -93,7 +94,7 @@ def write_results(run_dir: Path, rows: list[dict], title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="ptb")
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -144,4 +145,4 @@ def _ppl(config: dict) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

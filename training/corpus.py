@@ -8,9 +8,12 @@ Character level: every character, newlines included.
 """
 from __future__ import annotations
 
+import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,6 +22,10 @@ from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import EOS, Vocabulary
 
 SPLITS = ("train", "valid", "test")
+logger = logging.getLogger(__name__)
+# A word with punctuation glued to it ("mat.", "it,", "(we") is what untokenized text gives.
+_GLUED_PUNCTUATION = re.compile(r"^[\w][\w'-]*[.,;:!?\")]$|^[\"(][\w]")
+UNTOKENIZED_WARNING_SHARE = 0.01
 
 
 @dataclass
@@ -64,6 +71,41 @@ def lm_tokenizer_config(level: str, style: str) -> TokenizerConfig:
     return TokenizerConfig(level=level, style=style, start_token=boundary, end_token=boundary)
 
 
+def default_tokenize_raw(style: str, requested: bool | None) -> bool:
+    """Plain text goes through the tokenizer the service applies to requests, so training and
+    serving see the same tokens; WikiText-2 and PTB files come tokenized already."""
+    return style == "plain" if requested is None else requested
+
+
+def corpus_reading(tokenize_raw: bool) -> dict[str, Any]:
+    """How the corpus was read, stored in config.json so evaluation reads files the same way."""
+    return {"corpus": {"tokenize_raw": tokenize_raw}}
+
+
+def model_reads_raw_text(config: dict[str, Any]) -> bool:
+    return bool(config.get("corpus", {}).get("tokenize_raw", False))
+
+
+def untokenized_tokens(counts: Counter[str]) -> tuple[float, list[str]]:
+    """Share of the running tokens that look like words with punctuation glued on, and the
+    most frequent of them."""
+    glued = [(token, count) for token, count in counts.items() if _GLUED_PUNCTUATION.match(token)]
+    total = sum(counts.values()) or 1
+    share = sum(count for _, count in glued) / total
+    return share, [token for token, _ in sorted(glued, key=lambda item: -item[1])[:8]]
+
+
+def warn_if_untokenized(counts: Counter[str]) -> None:
+    share, examples = untokenized_tokens(counts)
+    if share >= UNTOKENIZED_WARNING_SHARE:
+        logger.warning(
+            "THE CORPUS LOOKS UNTOKENIZED: %.1f%% of its tokens are words with punctuation attached (%s). "
+            "The service splits request text into words and punctuation, so these will never match: "
+            "train with --tokenize-raw (the default for --style plain).",
+            100 * share, ", ".join(repr(t) for t in examples),
+        )
+
+
 def read_tokens(path: Path, config: TokenizerConfig, tokenize_raw: bool = False) -> list[str]:
     text = path.read_text(encoding="utf-8")
     if config.level == "char":
@@ -103,7 +145,10 @@ def load_corpus(
     else:
         valid_tokens = read_tokens(files.valid, config, tokenize_raw)
     if vocab is None:
-        vocab = Vocabulary.build(Counter(train_tokens), max_size=max_vocab, min_count=min_count)
+        counts = Counter(train_tokens)
+        if config.level == "word":
+            warn_if_untokenized(counts)
+        vocab = Vocabulary.build(counts, max_size=max_vocab, min_count=min_count)
 
     def ids(tokens: list[str]) -> torch.Tensor:
         return torch.tensor(vocab.encode(tokens), dtype=torch.long)

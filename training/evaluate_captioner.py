@@ -5,7 +5,6 @@ strategy, captions tokenized as in training (NLTK Treebank words, lower case, no
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from models.captioning.images import load_image
 from models.sampling import SamplingParams
 from training.caption_data import caption_tokens, read_flickr8k
 from training.caption_metrics import caption_scores
+from training.cli import parser_for, resolve_model, run_cli
 
 
 def decode(loaded, features: torch.Tensor, strategy: str, max_tokens: int) -> list[list[int]]:
@@ -30,8 +30,8 @@ def decode(loaded, features: torch.Tensor, strategy: str, max_tokens: int) -> li
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path)
+    parser = parser_for(__doc__)
+    parser.add_argument("checkpoint", type=resolve_model, help="captioner directory or model id")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flickr8k"))
     parser.add_argument("--split", default="dev")
     parser.add_argument("--strategies", nargs="+", default=["argmax", "beam3", "beam5"])
@@ -56,4 +56,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

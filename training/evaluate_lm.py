@@ -3,13 +3,13 @@
     python -m training.evaluate_lm weights/wikitext2-lstm --data ../shared/data/wikitext-2/test.txt
 
 Works for recurrent models and for n-gram models (`training.train_ngram`) alike.
-The file is read like training reads it (one <eos> per line for word models, every character
-for char models) and scored as one stream with the hidden state carried across lines; the
+The file is read like the model's training read its corpus (one <eos> per line for word
+models, through the service's tokenizer when training tokenized raw text; every character for
+char models) and scored as one stream with the hidden state carried across lines; the
 result agrees with what training reported for the same split.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -18,13 +18,14 @@ import torch
 
 from models.checkpoint import CheckpointError
 from models.registry import load_model
-from training.corpus import read_tokens
+from training.corpus import model_reads_raw_text, read_tokens
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, perplexity
+from training.cli import parser_for, resolve_model, run_cli
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="exported model directory")
+    parser = parser_for(__doc__)
+    parser.add_argument("checkpoint", type=resolve_model, help="model directory, or a model id in the model directories")
     parser.add_argument("--data", type=Path, required=True, help="text file to score")
     parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)
     parser.add_argument("--bptt", type=int, default=EVAL_BPTT)
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     loaded = load_model(args.checkpoint, args.device)
     if loaded.model_type not in ("rnn_lm", "ngram"):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
-    tokens = read_tokens(args.data, loaded.tokenizer.config)
+    # Read the file exactly as the model's training read its corpus.
+    tokens = read_tokens(args.data, loaded.tokenizer.config, model_reads_raw_text(loaded.config))
     ids = torch.tensor(loaded.vocab.encode(tokens), dtype=torch.long)
     started = time.time()
     loss = loaded_model_stream_loss(loaded, ids, args.batch_size, args.bptt, args.device)
@@ -52,4 +54,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

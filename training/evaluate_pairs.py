@@ -11,13 +11,13 @@ Works with recurrent and n-gram models alike.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
 
 from models.checkpoint import CheckpointError
 from models.registry import load_model
+from training.cli import parser_for, resolve_model, run_cli
 
 BATCH = 64
 
@@ -66,8 +66,8 @@ def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="exported model directory (recurrent or n-gram)")
+    parser = parser_for(__doc__)
+    parser.add_argument("checkpoint", type=resolve_model, help="model directory or model id (recurrent or n-gram)")
     parser.add_argument("pairs", type=Path, help="JSON lines with sentence_good / sentence_bad")
     parser.add_argument("--group-by", default=None, help="a field of the pairs to report accuracy by")
     parser.add_argument("--no-end-token", action="store_true", help="score sentences without the end token")
@@ -82,4 +82,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -33,13 +33,14 @@ from models.vocab import Vocabulary
 from training.run_setup import prepare_run
 from training.caption_data import CaptionedImage, build_vocab, caption_tokens, encode_captions, read_coco, read_flickr8k
 from training.caption_metrics import caption_scores
+from training.cli import check_export_target, parser_for, run_cli
 
 logger = logging.getLogger("training.train_captioner")
 FIELDS = ["epoch", "step", "train_loss", "bleu1", "bleu2", "bleu3", "bleu4", "cider", "seconds"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser_for(__doc__)
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="Flickr8k-layout directory (text/ and images/)")
     d.add_argument("--coco-train", type=Path, help="COCO caption JSON for training (with --coco-dev and --images-dir)")
@@ -69,6 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     r = p.add_argument_group("run")
     r.add_argument("--run-dir", type=Path, required=True)
     r.add_argument("--export-dir", type=Path, default=None)
+    r.add_argument("--force", action="store_true", help="replace a model already in the export directory")
     r.add_argument("--eval-beam-size", type=int, default=3)
     r.add_argument("--eval-images", type=int, default=None, help="score only the first N dev images each epoch")
     r.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
@@ -121,6 +123,7 @@ class CaptionTrainer:
         self.run_dir = args.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.export_dir = args.export_dir or self.run_dir / "export" / "captioner"
+        check_export_target(self.export_dir, args.force, self.run_dir)
         random.seed(args.seed)
         torch.manual_seed(args.seed)
         self.train_images, self.dev_images, self.source = load_splits(args)
@@ -223,7 +226,8 @@ class CaptionTrainer:
         extra = {"model_id": self.export_dir.name, "metrics": metrics,
                  "provenance": {"data": self.source, "train_images": len(self.train_images), "dev_images": len(self.dev_images),
                                 "epochs": self.state["epoch"], "seed": self.args.seed,
-                                "command": "python -m training.train_captioner " + " ".join(sys.argv[1:])}}
+                                "command": "python -m training.train_captioner " + " ".join(sys.argv[1:]),
+                                "run_dir": str(self.run_dir.resolve())}}
         save_captioner(self.export_dir, self.model, self.vocab, extra, include_encoder=self.train_encoder, weights_dtype=self.args.weights_dtype)
 
     def run(self) -> dict:
@@ -284,4 +288,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

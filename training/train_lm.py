@@ -28,7 +28,9 @@ from models.checkpoint import save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.vocab import Vocabulary
 from training.run_setup import prepare_run
-from training.corpus import Corpus, CorpusFiles, batchify, lm_tokenizer_config, load_corpus, windows
+from training.cli import check_export_target, parser_for, run_cli
+from training.corpus import (Corpus, CorpusFiles, batchify, corpus_reading, default_tokenize_raw, lm_tokenizer_config,
+                             load_corpus, windows)
 from training.distributed import Distributed, LossModule
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
 from training.plots import plot_metrics
@@ -39,13 +41,15 @@ METRIC_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_ppl", "lr",
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, help="directory with *train*/*valid*/*test* files, or one text file")
     data.add_argument("--level", choices=["word", "char"], default="word")
     data.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext",
                       help="tokenizer conventions the service applies to raw request text")
-    data.add_argument("--tokenize-raw", action="store_true", help="tokenize untokenized text with NLTK")
+    data.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
+                      help="run the text through the service's tokenizer (NLTK words and punctuation split apart); "
+                           "default: on for --style plain, off for the already tokenized wikitext and ptb corpora")
     data.add_argument("--valid-fraction", type=float, default=0.1, help="valid share of a single-file corpus")
     data.add_argument("--max-vocab", type=int, default=None)
     data.add_argument("--min-count", type=int, default=1)
@@ -78,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--run-dir", type=Path, required=True)
     run.add_argument("--export-dir", type=Path, default=None, help="default: RUN_DIR/export/MODEL_ID")
     run.add_argument("--model-id", default=None, help="default: the export directory's name")
+    run.add_argument("--force", action="store_true", help="replace a model already in the export directory")
     run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
@@ -154,13 +159,16 @@ class Trainer:
         self.export_dir: Path = args.export_dir or self.run_dir / "export" / (args.model_id or "model")
         self.model_id = args.model_id or self.export_dir.name
         self.tokenizer_config = lm_tokenizer_config(args.level, args.style)
+        self.tokenize_raw = default_tokenize_raw(args.style, args.tokenize_raw)
+        if self.dist.is_main:
+            check_export_target(self.export_dir, args.force, self.run_dir)
         self.files = CorpusFiles.find(args.data, args.valid_fraction)
         self.last_path = self.run_dir / "last.pt"
         resumed = torch.load(self.last_path, weights_only=True, map_location="cpu") if self.last_path.exists() else None
         vocab = Vocabulary(list(resumed["vocab_tokens"])) if resumed else None
         logger.info("reading corpus %s", args.data)
         self.corpus: Corpus = load_corpus(
-            self.files, self.tokenizer_config, args.max_vocab, args.min_count, args.tokenize_raw, vocab
+            self.files, self.tokenizer_config, args.max_vocab, args.min_count, self.tokenize_raw, vocab
         )
         seed_everything(args.seed)
         self.config = LanguageModelConfig(
@@ -256,11 +264,12 @@ class Trainer:
             "processes": self.dist.world_size,
             "pretrained_embeddings": self.embeddings_source,
             "command": "python -m training.train_lm " + " ".join(self.args.argv),
+            "run_dir": str(self.run_dir.resolve()),
             "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items() if k != "argv"},
         }
         save_language_model(
             self.export_dir, self.model.cpu(), self.corpus.vocab, self.tokenizer_config,
-            {"model_id": self.model_id, "provenance": provenance, "metrics": metrics},
+            {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics},
             weights_dtype=self.args.weights_dtype,
         )
         self.model.to(self.device)
@@ -315,7 +324,7 @@ class Trainer:
 
     def finish(self) -> dict:
         """Evaluate the exported (best) model on test and record the final metrics (rank 0)."""
-        from models.checkpoint import load_language_model
+        from models.checkpoint import load_language_model, write_config
 
         if not self.dist.is_main:
             return {}
@@ -330,7 +339,7 @@ class Trainer:
             test_loss = stream_loss(best.model, self.corpus.test, self.args.eval_batch_size, EVAL_BPTT, self.device)
             metrics.update(test_loss=round(test_loss, 5), test_ppl=round(perplexity(test_loss), 3))
         config["metrics"] = metrics
-        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_config(self.export_dir, config)
         logger.info("exported %s: %s", self.export_dir, metrics)
         return metrics
 
@@ -350,4 +359,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -20,21 +20,24 @@ from pathlib import Path
 import numpy as np
 
 from models.ngram_checkpoint import save_ngram_model
-from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
+from training.corpus import CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus
 from training.evaluation import perplexity
 from training.kneser_ney import estimate
+from training.cli import check_export_target, parser_for, run_cli
 
 logger = logging.getLogger("training.train_ngram")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="directory with *train*/*valid*/*test* files, or one text file")
     parser.add_argument("--order", type=int, default=5)
     parser.add_argument("--output", type=Path, required=True, help="export directory (the model id is its name)")
     parser.add_argument("--level", choices=["word", "char"], default="word")
     parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext")
-    parser.add_argument("--tokenize-raw", action="store_true")
+    parser.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the text through the service's tokenizer; default: on for --style plain only")
+    parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--max-vocab", type=int)
     parser.add_argument("--min-count", type=int, default=1)
@@ -43,9 +46,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not 1 <= args.order <= 9:
         parser.error("--order must be between 1 and 9")
 
+    check_export_target(args.output, args.force)
+    tokenize_raw = default_tokenize_raw(args.style, args.tokenize_raw)
     files = CorpusFiles.find(args.data, args.valid_fraction)
     tokenizer_config = lm_tokenizer_config(args.level, args.style)
-    corpus = load_corpus(files, tokenizer_config, args.max_vocab, args.min_count, args.tokenize_raw)
+    corpus = load_corpus(files, tokenizer_config, args.max_vocab, args.min_count, tokenize_raw)
     boundary = corpus.vocab.id(tokenizer_config.start_token)
     # The stream starts after a boundary token, as every line after the first does.
     train = np.concatenate([[boundary], corpus.train.numpy()])
@@ -67,11 +72,11 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python -m training.train_ngram " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     save_ngram_model(args.output, model, corpus.vocab, tokenizer_config,
-                     {"model_id": args.output.name, "provenance": provenance, "metrics": metrics})
+                     {"model_id": args.output.name, **corpus_reading(tokenize_raw), "provenance": provenance, "metrics": metrics})
     logger.info("exported %s: %s", args.output, metrics)
     print(json.dumps(metrics, indent=2))
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -7,6 +7,7 @@ a fake).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Protocol
 
 from models.sampling import SamplingParams
@@ -87,6 +88,9 @@ class Engine(Protocol):
     async def caption(self, request: CaptionInput) -> list[tuple[str, float]]: ...
 
     async def abort(self, request_id: str) -> None: ...
+
+    async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
+        """Serve these model directories from now on; returns the models that failed to load."""
 
     def health(self) -> EngineHealth: ...
 

@@ -3,6 +3,7 @@ process boundary through multiprocessing queues; both ends are this service's ow
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.engine.base import CaptionInput, ScoreInput
 from models.sampling import SamplingParams
@@ -47,6 +48,24 @@ class Ready:
     worker_id: int
     models: list[str]
     device: str
+    failures: dict[str, str] = field(default_factory=dict)  # model id -> why it did not load here
+
+
+@dataclass
+class LoadModels:
+    """Serve these model directories from now on (a reload): load what is new or changed."""
+
+    request_id: str
+    paths: dict[str, Path]
+    revisions: dict[str, str]
+
+
+@dataclass
+class ModelsLoaded:
+    request_id: str
+    worker_id: int
+    models: list[str]
+    failures: dict[str, str]
 
 
 @dataclass

@@ -9,6 +9,7 @@ worker is started again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing
 import queue
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator
 
 import torch
@@ -23,6 +25,7 @@ import torch
 from app.engine.base import (
     CaptionInput,
     Choice,
+    EngineError,
     EngineHealth,
     EngineOverloaded,
     EngineTimeout,
@@ -34,6 +37,8 @@ from app.engine.base import (
 )
 from app.engine.messages import (
     Abort,
+    LoadModels,
+    ModelsLoaded,
     CaptionJob,
     ChoiceFinished,
     GenerateJob,
@@ -77,6 +82,7 @@ class WorkerHandle:
     started_at: float = field(default_factory=time.monotonic)
     crash_backoff_s: float = 0.0  # grows while the worker keeps dying right after it starts
     in_flight: set[str] = field(default_factory=set)
+    failures: dict[str, str] = field(default_factory=dict)  # models this worker could not load
     reader: threading.Thread | None = None
 
     def alive(self) -> bool:
@@ -198,7 +204,8 @@ class WorkerPool:
             return  # a message from a worker that has been replaced
         if isinstance(message, Ready):
             handle.ready = True
-            logger.info("worker %d ready on %s with %s", message.worker_id, message.device, ", ".join(message.models))
+            handle.failures = dict(message.failures)
+            logger.info("worker %d ready on %s with %s", message.worker_id, message.device, ", ".join(message.models) or "no models")
             return
         if isinstance(message, StepReport):
             handle.live_rows = message.live_rows
@@ -316,10 +323,42 @@ class WorkerPool:
         if request is not None:
             self._release(request)
 
+    async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
+        """Make every worker serve `paths` (a reload); returns the models some worker could not
+        load, with why. Sequences already running finish on the weights they started with.
+        Workers started later (restarts) load the new set."""
+        self.worker_configs = [dataclasses.replace(c, model_paths=dict(paths)) for c in self.worker_configs]
+        failures: dict[str, str] = {}
+        waiting = []
+        for handle in list(self.workers.values()):
+            handle.config = dataclasses.replace(handle.config, model_paths=dict(paths))
+            if not (handle.ready and handle.alive()):
+                continue  # it loads the new set when it (re)starts
+            request = PendingRequest(f"reload-{uuid.uuid4().hex}", handle.config.worker_id)
+            self.requests[request.request_id] = request
+            handle.inbox.put(LoadModels(request.request_id, dict(paths), dict(revisions)))
+            waiting.append((handle, request))
+        deadline = time.monotonic() + max(self.timeout_s, 300.0)
+        for handle, request in waiting:
+            try:
+                while True:
+                    event = await self._next_event(request, deadline)
+                    if isinstance(event, ModelsLoaded):
+                        handle.failures = dict(event.failures)
+                        failures.update(event.failures)
+                        break
+            except EngineError as error:
+                logger.warning("worker %d did not confirm the reload: %s", handle.config.worker_id, error)
+            finally:
+                request.done = True
+                self.requests.pop(request.request_id, None)
+        return failures
+
     def health(self) -> EngineHealth:
         workers = [
             {"id": w.config.worker_id, "device": w.config.device, "alive": w.alive(), "ready": w.ready,
-             "in_flight": len(w.in_flight), "live_sequences": w.live_rows, "pid": getattr(w.runner, "pid", None)}
+             "in_flight": len(w.in_flight), "live_sequences": w.live_rows, "pid": getattr(w.runner, "pid", None),
+             "failed_models": w.failures}
             for w in self.workers.values()
         ]
         ready = bool(workers) and all(w["alive"] and w["ready"] for w in workers)

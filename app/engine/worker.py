@@ -20,8 +20,8 @@ import torch
 from app.engine.batcher import ContinuousBatcher, run_score_batch
 from app.engine.lm_tasks import TokenLimits
 from app.engine.caption_tasks import run_caption_batch
-from app.engine.messages import Abort, CaptionJob, GenerateJob, JobError, Ready, ScoreJob, Shutdown, StepReport
-from models.checkpoint import CONFIG_FILE, CheckpointError
+from app.engine.messages import (Abort, CaptionJob, GenerateJob, JobError, LoadModels, ModelsLoaded, Ready, ScoreJob, Shutdown,
+                                 StepReport)
 from models.registry import load_model
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WorkerConfig:
     worker_id: int
-    models_dir: Path
+    model_paths: dict[str, Path]
     device: str
     max_batch_size: int
     score_max_batch_size: int
@@ -39,15 +39,17 @@ class WorkerConfig:
     threads: int | None = None
 
 
-def load_models(models_dir: Path, device: str) -> dict:
-    models = {}
-    if models_dir.is_dir():
-        for directory in sorted(p for p in models_dir.iterdir() if (p / CONFIG_FILE).is_file()):
-            try:
-                models[directory.name] = load_model(directory, device)
-            except (CheckpointError, OSError, ValueError, RuntimeError) as error:
-                logger.error("worker could not load %s: %s", directory.name, error)
-    return models
+def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, str]]:
+    """Load the models the catalogue accepted; one that fails here (out of device memory, a
+    file changed since) is reported and skipped, never fatal to the worker."""
+    models, failures = {}, {}
+    for model_id, directory in paths.items():
+        try:
+            models[model_id] = load_model(directory, device)
+        except Exception as error:  # noqa: BLE001 - the other models still serve
+            failures[model_id] = f"{type(error).__name__}: {error}"
+            logger.error("worker could not load %s: %s", model_id, failures[model_id])
+    return models, failures
 
 
 class WorkerLoop:
@@ -60,26 +62,28 @@ class WorkerLoop:
         self.caption_jobs: list[CaptionJob] = []
         self.caption_since: float | None = None
         self.report = StepReport()
+        # Batchers of replaced model revisions: they finish their live sequences, then go.
+        self.retired: list[ContinuousBatcher] = []
 
     def emit(self, event) -> None:
         self.report.events.append(event)
 
     def flush(self) -> None:
         if self.report.events or self.report.generation_batch_sizes or self.report.score_batch_sizes or self.report.caption_batch_sizes:
-            self.report.live_rows = sum(len(b.rows) + len(b.waiting) for b in self.batchers.values())
+            self.report.live_rows = sum(len(b.rows) + len(b.waiting) for b in (*self.batchers.values(), *self.retired))
             self.outbox.put(self.report)
             self.report = StepReport()
 
     def run(self) -> None:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self.models = load_models(self.config.models_dir, self.config.device)
+        self.models, failures = load_models(self.config.model_paths, self.config.device)
         self.batchers = {
             model_id: ContinuousBatcher(loaded, self.config.max_batch_size, self.config.limits)
             for model_id, loaded in self.models.items()
             if loaded.model_type == "rnn_lm"
         }
-        self.outbox.put(Ready(self.config.worker_id, sorted(self.models), self.config.device))
+        self.outbox.put(Ready(self.config.worker_id, sorted(self.models), self.config.device, failures))
         while True:
             if not self.receive():
                 return
@@ -87,7 +91,7 @@ class WorkerLoop:
             self.flush()
 
     def generating(self) -> bool:
-        return any(batcher.busy for batcher in self.batchers.values())
+        return any(batcher.busy for batcher in (*self.batchers.values(), *self.retired))
 
     def wait_time(self) -> float | None:
         """How long the inbox may block: not at all while sequences are live, until the score
@@ -138,8 +142,28 @@ class WorkerLoop:
         elif isinstance(message, Abort):
             self.score_jobs = [job for job in self.score_jobs if job.request_id != message.request_id]
             self.caption_jobs = [job for job in self.caption_jobs if job.request_id != message.request_id]
-            for batcher in self.batchers.values():
+            for batcher in (*self.batchers.values(), *self.retired):
                 batcher.abort(message.request_id)
+        elif isinstance(message, LoadModels):
+            self.reload(message)
+
+    def reload(self, message: LoadModels) -> None:
+        """Serve a new set of model directories. Queued score and caption jobs run first on the
+        models they were sent to; live sequences of a replaced model finish on its old weights."""
+        self.work(flush_batches=True)
+        wanted = message.paths
+        changed = {m: p for m, p in wanted.items() if m not in self.models or self.models[m].revision != message.revisions.get(m)}
+        loaded, failures = load_models(changed, self.config.device)
+        for model_id in [m for m in self.models if m not in wanted or m in loaded]:
+            old = self.batchers.pop(model_id, None)
+            if old is not None and old.busy:
+                self.retired.append(old)
+            del self.models[model_id]
+        for model_id, model in loaded.items():
+            self.models[model_id] = model
+            if model.model_type == "rnn_lm":
+                self.batchers[model_id] = ContinuousBatcher(model, self.config.max_batch_size, self.config.limits)
+        self.emit(ModelsLoaded(message.request_id, self.config.worker_id, sorted(self.models), failures))
 
     def score_due(self) -> bool:
         if not self.score_jobs:
@@ -153,19 +177,22 @@ class WorkerLoop:
             return False
         return len(self.caption_jobs) >= self.config.score_max_batch_size or time.monotonic() - self.caption_since >= self.config.score_max_wait_s
 
-    def work(self) -> None:
-        if self.captions_due():
+    def work(self, flush_batches: bool = False) -> None:
+        if self.caption_jobs and (flush_batches or self.captions_due()):
             jobs, self.caption_jobs = self.caption_jobs, []
             self.report.caption_batch_sizes += run_caption_batch(self.models, jobs, self.emit)
-        if self.score_due():
+        if self.score_jobs and (flush_batches or self.score_due()):
             jobs, self.score_jobs = self.score_jobs, []
             self.report.score_batch_sizes += run_score_batch(
                 self.models, jobs, self.config.limits, self.config.score_max_batch_size, self.emit
             )
-        for batcher in self.batchers.values():
+        if flush_batches:
+            return
+        for batcher in (*self.batchers.values(), *self.retired):
             size = batcher.step(self.emit)
             if size:
                 self.report.generation_batch_sizes.append(size)
+        self.retired = [batcher for batcher in self.retired if batcher.busy]
 
 
 def process_main(config: WorkerConfig, inbox, outbox) -> None:

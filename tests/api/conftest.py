@@ -8,6 +8,7 @@ from app.settings import Settings
 
 
 def open_client(models_dir, **overrides) -> TestClient:
+    overrides.setdefault("serve_shipped_models", False)
     settings = Settings(models_dir=models_dir, device="cpu", log_json=False, **overrides)
     client = TestClient(create_app(settings))
     client.__enter__()

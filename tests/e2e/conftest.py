@@ -45,7 +45,7 @@ class Server:
 
 def start_server(tmp_path: Path, models_dir: Path, command: list[str] | None = None, **env_overrides: str) -> Server:
     port = free_port()
-    env = dict(os.environ, RNNSERVE_MODELS_DIR=str(models_dir), RNNSERVE_DEVICE="cpu", RNNSERVE_TEST_LOG=str(tmp_path / f"server-{port}.log"))
+    env = dict(os.environ, RNNSERVE_MODELS_DIR=str(models_dir), RNNSERVE_SERVE_SHIPPED_MODELS="false", RNNSERVE_DEVICE="cpu", RNNSERVE_TEST_LOG=str(tmp_path / f"server-{port}.log"))
     env.update(env_overrides)
     command = command or [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", "{port}"]
     server = Server([part.replace("{port}", str(port)) for part in command], env, port)

@@ -11,7 +11,7 @@ from app.metrics import Metrics
 
 def test_crash_looping_worker_is_restarted_with_backoff(tmp_path):
     # A negative thread count makes torch raise as the worker starts: it dies every time.
-    config = WorkerConfig(0, Path(tmp_path), "cpu", 4, 4, 0.005, TokenLimits(10, 10), threads=-5)
+    config = WorkerConfig(0, {}, "cpu", 4, 4, 0.005, TokenLimits(10, 10), threads=-5)
 
     async def scenario() -> tuple[int, list[float]]:
         pool = WorkerPool([config], "process", 8, 5.0, Metrics())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# What `make test` needs beyond Python packages: Debian's redis-server (tests start their own
+# servers on free ports; a shared one is started on 127.0.0.1:6379 when none answers there) and
+# Chromium (the browser tests drive it headless). Installed through apt-get when running as
+# root; otherwise this stops at once with the one command that installs them.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]} (apt-get) for the tests" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "the tests need ${missing[*]}; install with:" >&2
+    echo "    sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! (command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
+  redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes >/dev/null
+fi
