@@ -1,5 +1,10 @@
-"""Request body size limit with the JSON error body: 413 before reading when the declared
-Content-Length is too large, and as soon as a streamed (chunked) body passes the limit."""
+"""Request body size limit with the JSON error body: 413 before parsing when the declared
+Content-Length is too large, and as soon as a streamed (chunked) body passes the limit.
+
+Before answering, the rest of the body is read and thrown away (up to `DRAIN_LIMIT_BYTES`):
+a server that closes the connection while the client is still sending makes the client's
+TCP stack see a reset, and ordinary clients (urllib, requests) then report "Connection reset
+by peer" instead of the 413 and its message."""
 from __future__ import annotations
 
 import json
@@ -21,6 +26,7 @@ class BodySizeLimitMiddleware:
         limit = self.limit_for_path(scope.get("path", ""))
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
+            await drain(receive, int(declared))
             await reject(send, limit)
             return
         received = 0
@@ -31,12 +37,32 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    if message.get("more_body", False):
+                        await drain(receive, DRAIN_LIMIT_BYTES)
                     # FastAPI re-raises HTTPException from body reading; the app's handler
                     # then answers with the error body.
                     raise HTTPException(413, f"request body exceeds {limit} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+# The most a refused body is read for; beyond that the connection is closed mid-upload.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+async def drain(receive: Receive, declared: int) -> None:
+    """Read and discard the rest of a refused body, up to DRAIN_LIMIT_BYTES."""
+    if declared > DRAIN_LIMIT_BYTES:
+        return
+    drained = 0
+    while drained <= DRAIN_LIMIT_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def reject(send: Send, limit: int) -> None:

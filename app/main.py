@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Callable
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.access import require_access
 from app.body_limit import BodySizeLimitMiddleware
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
             if redis:
                 await redis.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
         title="rnnserve",
         version="0.1.0",
         description="Text generation, sentence scoring and image captioning with recurrent networks.",

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics
@@ -42,6 +43,21 @@ def configure_logging(level: str, as_json: bool) -> None:
     root.setLevel(level)
 
 
+def route_template(scope: Scope) -> str:
+    """The route's path template (`/v1/models`, not the URL with its values), for metric labels.
+    FastAPI's own routes put themselves in the scope; plain Starlette routes (/docs,
+    /openapi.json, static mounts) are matched here."""
+    route = scope.get("route")
+    if getattr(route, "path", None):
+        return route.path
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", ()):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return getattr(candidate, "path", None) or "unmatched"
+    return "unmatched"
+
+
 class ObservabilityMiddleware:
     """Gives every request an id (X-Request-ID, accepted from the client when well formed),
     counts it by route and status, times it and writes one access-log line."""
@@ -71,8 +87,7 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = route_template(scope)
             elapsed = time.perf_counter() - started
             self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
             self.metrics.request_seconds.labels(endpoint).observe(elapsed)

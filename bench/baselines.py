@@ -42,7 +42,7 @@ class RecomputePrefixEngine:
         choices = []
         with self.lock, torch.inference_mode():
             for params in request.params:
-                tracker = CompletionTracker(params, vocab, loaded.tokenizer)
+                tracker = CompletionTracker(params, vocab, loaded.tokenizer, context=encoded.tokens)
                 sampler = BatchSampler([params], len(vocab), vocab.unk_id, vocab.eos_id)
                 prefix = list(encoded.ids)
                 while not tracker.finished and params.max_tokens > 0:

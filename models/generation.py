@@ -54,8 +54,11 @@ class CompletionTracker:
     once, when the row finishes.
     """
 
-    def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer, incremental_text: bool = True) -> None:
+    def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer, incremental_text: bool = True,
+                 context: list[str] | tuple[str, ...] = ()) -> None:
         self.params, self.vocab, self.tokenizer = params, vocab, tokenizer
+        # The prompt's tokens: the text is what the tokens add after it, separator included.
+        self.context = list(context)
         self.incremental_text = incremental_text or bool(params.stop)
         self.completion = Completion()
 
@@ -79,7 +82,7 @@ class CompletionTracker:
             self._final_text()
             return ""
         previous_text = completion.text
-        completion.text = self.tokenizer.detokenize(completion.tokens)
+        completion.text = self.tokenizer.detokenize_continuation(self.context, completion.tokens)
         for stop in self.params.stop:
             position = completion.text.find(stop)
             if position >= 0:
@@ -95,7 +98,7 @@ class CompletionTracker:
 
     def _final_text(self) -> None:
         if self.finished and not self.incremental_text:
-            self.completion.text = self.tokenizer.detokenize(self.completion.tokens)
+            self.completion.text = self.tokenizer.detokenize_continuation(self.context, self.completion.tokens)
 
 
 def generate(
@@ -106,7 +109,8 @@ def generate(
     params: list[SamplingParams],
 ) -> list[Completion]:
     """Generate a completion for each prompt (token ids, start token included)."""
-    trackers = [CompletionTracker(p, vocab, tokenizer, incremental_text=False) for p in params]
+    trackers = [CompletionTracker(p, vocab, tokenizer, incremental_text=False, context=vocab.decode(prompt))
+                for p, prompt in zip(params, prompts)]
     for tracker in trackers:
         if tracker.params.max_tokens == 0:
             tracker.completion.finish_reason = "length"

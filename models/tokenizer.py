@@ -183,6 +183,32 @@ class Tokenizer:
         return "\n".join(_detokenize_line(line) for line in lines)
 
 
+    def detokenize_continuation(self, context: list[str], tokens: list[str]) -> str:
+        """The text `tokens` add after `context`, separator included, so that a client that
+        appends it to the prompt reads what detokenizing the whole would give: "released in"
+        + " the United States", "he" + " didn't" (not "he" + " did" + " n't")."""
+        if self.config.level == "char":
+            return "".join(tokens)
+        # Only the context's current line affects how the continuation joins (quotes open on
+        # it, the word before); a bounded tail keeps this cheap.
+        line_start = max((i + 1 for i, token in enumerate(context) if token == EOS), default=0)
+        context = context[line_start:][-CONTEXT_TOKENS:]
+        if not context:
+            return self.detokenize(tokens)
+        before = self.detokenize(context)
+        whole = self.detokenize(context + tokens)
+        if whole.startswith(before):
+            return whole[len(before):]
+        # Detokenizing rewrote the end of the context (a contraction split across the two):
+        # give the continuation on its own, separated by a space.
+        text = self.detokenize(tokens)
+        return (" " + text) if text and not text.startswith((" ", "\n")) else text
+
+
+# Context tokens read when joining a continuation to its prompt.
+CONTEXT_TOKENS = 64
+
+
 def _detokenize_line(tokens: list[str]) -> str:
     if not tokens:
         return ""

@@ -76,7 +76,8 @@ class ContinuousBatcher:
         emit(PromptInfo(job.request_id, len(encoded.tokens)))
         now = time.monotonic()
         for choice, params in enumerate(job.params):
-            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer, incremental_text=job.stream)
+            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer, incremental_text=job.stream,
+                                        context=encoded.tokens)
             row = Row(job.request_id, choice, encoded.ids, tracker, job.logprobs, job.stream, now)
             if params.max_tokens == 0:
                 emit(ChoiceFinished(job.request_id, choice, "length", "", []))

@@ -9,7 +9,9 @@ worker is started again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import queue
@@ -127,6 +129,8 @@ class WorkerPool:
     async def stop(self) -> None:
         if self._monitor:
             self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor  # its frame holds the handles until it has really stopped
         for handle in self.workers.values():
             handle.stopping = True
             handle.inbox.put(Shutdown())
@@ -141,6 +145,13 @@ class WorkerPool:
                     channel.close()
         for request in list(self.requests.values()):
             self._fail(request, EngineUnavailable("the server is shutting down"))
+        for handle in self.workers.values():
+            if handle.reader is not None:
+                await asyncio.to_thread(handle.reader.join, 1.0)
+        # Drop the queues now, so their semaphores are released here rather than reported as
+        # leaked by multiprocessing's resource tracker at exit.
+        self.workers.clear()
+        gc.collect()
 
     def _spawn(self, config: WorkerConfig, crash_backoff_s: float = 0.0) -> None:
         if self.mode == "process":
