@@ -38,7 +38,7 @@ model-char: $(STAMP)
 	$(PYTHON) -m training.train_lm --data $(SHARED)/tinyshakespeare/input.txt --level char \
 	  --embedding-dim 128 --hidden-dim 512 --num-layers 2 --dropout 0.2 --batch-size 32 --bptt 128 \
 	  --lr 2e-3 --epochs 7 --patience 3 --weights-dtype float16 \
-	  --run-dir runs/shakespeare-char --export-dir weights/shakespeare-char-lstm
+	  --example-prompt "ROMEO:" --run-dir runs/shakespeare-char --export-dir weights/shakespeare-char-lstm
 
 # Rebuild the shipped captioner (Flickr8k train split; frozen EfficientNet-Lite0 features are
 # cached in the run directory; about 10 minutes per epoch on 2 CPU cores).
@@ -57,7 +57,7 @@ model-wikitext2: $(STAMP)
 	  --head adaptive --adaptive-cutoffs 2000 10000 --optimizer adamw --lr 2e-3 --weight-decay 0.01 \
 	  --schedule cosine --batch-size 32 --bptt 70 --clip 0.25 --epochs 10 --patience 3 \
 	  --weights-dtype float16 --checkpoint-every 200 \
-	  --run-dir runs/wikitext2-lstm --export-dir weights/wikitext2-lstm
+	  --example-prompt "The game was released in" --run-dir runs/wikitext2-lstm --export-dir weights/wikitext2-lstm
 
 # Kneser-Ney 3- and 5-gram models of WikiText-2 and PTB, servable by /v1/score (about 10 s each;
 # the 5-grams are 86 MB and 37 MB, so they are built, not shipped: point RNNSERVE_MODELS_DIR at a directory holding

@@ -31,6 +31,7 @@ class ModelInfo:
     metrics: dict[str, Any]
     path: Path
     extra: dict[str, Any]  # type-specific facts the HTTP layer needs (a captioner's image size)
+    example_prompt: str | None = None  # what the playground offers first (config.json "example_prompt")
 
 
 def describe(loaded: Any) -> ModelInfo:
@@ -44,6 +45,7 @@ def describe(loaded: Any) -> ModelInfo:
         metrics=loaded.metrics,
         path=loaded.path,
         extra={"image_size": loaded.image_size} if hasattr(loaded, "image_size") else {},
+        example_prompt=loaded.config.get("example_prompt"),
     )
 
 

@@ -100,11 +100,13 @@ class ScoreResponse(BaseModel):
 class CaptionText(BaseModel):
     text: str
     logprob: float = Field(description="natural-log probability of the caption's tokens (and its end)")
+    score: float = Field(description="what captions are ranked by: logprob / length ** 0.7, length counting the words "
+                                     "and the end token (length normalisation, so longer captions are not penalised per word)")
 
 
 class CaptionResponse(BaseModel):
     model: str
-    captions: list[CaptionText] = Field(description="best first")
+    captions: list[CaptionText] = Field(description="best first by score")
     cached: bool
 
 
@@ -118,6 +120,7 @@ class ModelCard(BaseModel):
     revision: str
     parameters: int
     metrics: dict
+    example_prompt: str | None = Field(None, description="a prompt that suits the model (its config.json's example_prompt)")
 
 
 class ModelList(BaseModel):

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from models.captioning.captioner import load_captioner
-from models.captioning.decoding import beam_search, sample_captions
+from models.captioning.decoding import NO_REPEAT_NGRAM_SIZE, beam_search, has_repeated_ngram, sample_captions
 from models.captioning.images import load_image
 from models.sampling import SamplingParams
 from training.caption_data import caption_tokens, read_flickr8k
@@ -20,10 +20,11 @@ from training.caption_metrics import caption_scores
 from training.cli import parser_for, resolve_model, run_cli
 
 
-def decode(loaded, features: torch.Tensor, strategy: str, max_tokens: int) -> list[list[int]]:
+def decode(loaded, features: torch.Tensor, strategy: str, max_tokens: int, no_repeat_ngram_size: int) -> list[list[int]]:
     vocab = loaded.vocab
     if strategy.startswith("beam"):
-        results = beam_search(loaded.model.decoder, features, vocab.bos_id, vocab.eos_id, int(strategy[4:]), max_tokens, banned_ids=(vocab.unk_id,))
+        results = beam_search(loaded.model.decoder, features, vocab.bos_id, vocab.eos_id, int(strategy[4:]), max_tokens,
+                              banned_ids=(vocab.unk_id,), no_repeat_ngram_size=no_repeat_ngram_size)
         return [r[0].token_ids for r in results]
     params = [SamplingParams(strategy="argmax", max_tokens=max_tokens, min_tokens=1)] * features.size(0)
     return [c.token_ids for c in sample_captions(loaded.model.decoder, features, params, vocab.bos_id, vocab.eos_id, vocab.unk_id)]
@@ -37,21 +38,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--strategies", nargs="+", default=["argmax", "beam3", "beam5"])
     parser.add_argument("--max-tokens", type=int, default=20)
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=NO_REPEAT_NGRAM_SIZE,
+                        help="beam search never repeats an n-gram of this many words in a caption (0: off)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     loaded = load_captioner(args.checkpoint, args.device)
     images = read_flickr8k(args.data)[args.split][: args.limit]
     references = {image.image_id: [" ".join(caption_tokens(c)) for c in image.captions] for image in images}
     hypotheses: dict[str, dict[str, str]] = {strategy: {} for strategy in args.strategies}
+    repeats = {strategy: 0 for strategy in args.strategies}
     with torch.inference_mode():
         for start in tqdm(range(0, len(images), 50), desc=f"captioning {args.split}"):
             chunk = images[start : start + 50]
             features = loaded.model.encode(torch.stack([load_image(i.path, loaded.image_size) for i in chunk]).to(args.device))
             for strategy in args.strategies:
-                for image, ids in zip(chunk, decode(loaded, features, strategy, args.max_tokens)):
+                for image, ids in zip(chunk, decode(loaded, features, strategy, args.max_tokens, args.no_repeat_ngram_size)):
                     hypotheses[strategy][image.image_id] = " ".join(loaded.vocab.decode(ids))
-    results = {strategy: {k: round(v, 4) for k, v in caption_scores(references, hyps).items()} for strategy, hyps in hypotheses.items()}
-    print(json.dumps({"model": loaded.model_id, "split": args.split, "images": len(images), "results": results}, indent=2))
+                    repeats[strategy] += has_repeated_ngram(ids, 3)
+    results = {strategy: {k: round(v, 4) for k, v in caption_scores(references, hyps).items()} | {"repeated_trigram_captions": repeats[strategy]}
+               for strategy, hyps in hypotheses.items()}
+    print(json.dumps({"model": loaded.model_id, "split": args.split, "images": len(images),
+                      "no_repeat_ngram_size": args.no_repeat_ngram_size, "results": results}, indent=2))
     return results
 
 

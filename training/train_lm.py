@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--export-dir", type=Path, default=None, help="default: RUN_DIR/export/MODEL_ID")
     run.add_argument("--model-id", default=None, help="default: the export directory's name")
     run.add_argument("--force", action="store_true", help="replace a model already in the export directory")
+    run.add_argument("--example-prompt", default=None, help="a prompt that suits the model, offered first by the playground")
     run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
@@ -269,7 +270,8 @@ class Trainer:
         }
         save_language_model(
             self.export_dir, self.model.cpu(), self.corpus.vocab, self.tokenizer_config,
-            {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics},
+            {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics,
+             **({"example_prompt": self.args.example_prompt} if self.args.example_prompt else {})},
             weights_dtype=self.args.weights_dtype,
         )
         self.model.to(self.device)

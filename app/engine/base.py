@@ -64,6 +64,7 @@ class CaptionInput:
     max_tokens: int
     n: int
     params: list[SamplingParams]  # one per caption for the sampling strategies
+    no_repeat_ngram_size: int = 3  # beam search: no caption repeats an n-gram this long (0: off)
 
 
 @dataclass
@@ -85,7 +86,8 @@ class Engine(Protocol):
 
     async def score(self, request: ScoreInput) -> list[ScoredText]: ...
 
-    async def caption(self, request: CaptionInput) -> list[tuple[str, float]]: ...
+    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float]]:
+        """(text, logprob, ranking score) per caption, best first."""
 
     async def abort(self, request_id: str) -> None: ...
 

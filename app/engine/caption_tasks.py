@@ -38,9 +38,11 @@ def run_caption_batch(models: dict, jobs: list[CaptionJob], emit) -> list[int]:
             image_features = features[index : index + 1]
             if request.strategy == "beam":
                 (captions,) = beam_search(loaded.model.decoder, image_features, vocab.bos_id, vocab.eos_id, request.beam_size,
-                                          request.max_tokens, n_best=request.n, banned_ids=(vocab.unk_id,))
+                                          request.max_tokens, n_best=request.n, banned_ids=(vocab.unk_id,),
+                                          no_repeat_ngram_size=request.no_repeat_ngram_size)
             else:
                 captions = sample_captions(loaded.model.decoder, image_features.expand(len(request.params), -1, -1),
                                            request.params, vocab.bos_id, vocab.eos_id, vocab.unk_id)
-            emit(JobResult(job.request_id, [(caption_text(loaded, c), c.logprob) for c in captions]))
+                captions.sort(key=lambda c: -c.ranking_score())  # best first, like beam search
+            emit(JobResult(job.request_id, [(caption_text(loaded, c), c.logprob, c.ranking_score()) for c in captions]))
     return sizes

@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from app.cache import cache_key, cached_if
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
@@ -17,11 +17,14 @@ from models.captioning.images import image_tensor
 from models.sampling import SamplingParams
 
 router = APIRouter(tags=["caption"])
+FORM_FIELDS = frozenset({"image", "model", "strategy", "beam_size", "max_tokens", "n", "seed", "temperature", "top_k",
+                         "no_repeat_ngram_size"})
 Strategy = Literal["beam", "argmax", "top_k", "multinomial"]
 
 
 @router.post("/v1/caption", response_model=CaptionResponse)
 async def caption(
+    request: Request,
     settings: SettingsDep,
     store: StoreDep,
     engine: EngineDep,
@@ -35,11 +38,18 @@ async def caption(
     seed: Annotated[int | None, Form(ge=0, lt=2**63)] = None,
     temperature: Annotated[float, Form(ge=0, le=100, allow_inf_nan=False)] = 1.0,
     top_k: Annotated[int | None, Form(ge=1)] = None,
+    no_repeat_ngram_size: Annotated[int, Form(ge=0, le=8, description="beam: no caption repeats an n-gram this long (0: off)")] = 3,
 ):
+    # Like the JSON endpoints, a misspelt field ("beamsize") is an error, not silently ignored.
+    unknown = sorted(set((await request.form()).keys()) - FORM_FIELDS)
+    if unknown:
+        raise ApiError(422, f"unknown form field {unknown[0]!r}; the fields are {', '.join(sorted(FORM_FIELDS))}", unknown[0])
     if n > settings.max_n:
         raise ApiError(422, f"n is limited to {settings.max_n}", "n")
     if strategy == "beam" and n > beam_size:
-        raise ApiError(422, "n cannot exceed beam_size", "n")
+        raise ApiError(422, "n cannot exceed beam_size (beam search returns its n best captions)", "n")
+    if strategy == "argmax" and n > 1:
+        raise ApiError(422, "argmax gives one caption; for several use beam (its n best) or top_k/multinomial (n samples)", "n")
     info = store.resolve(model, "captioner")
     data = await image.read()
     picture = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels)
@@ -50,14 +60,15 @@ async def caption(
                        seed=None if seed is None else (seed + i) % 2**63)
         for i in range(n)
     ]
-    request = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, strategy, beam_size, max_tokens, n, params)
+    job = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, strategy, beam_size, max_tokens, n, params, no_repeat_ngram_size)
 
     async def compute() -> dict:
-        captions = await engine.caption(request)
-        return {"captions": [{"text": text, "logprob": round(logprob, 6)} for text, logprob in captions]}
+        captions = await engine.caption(job)
+        return {"captions": [{"text": text, "logprob": round(logprob, 6), "score": round(score, 6)} for text, logprob, score in captions]}
 
     normalised = {"image_sha256": hashlib.sha256(data).hexdigest(), "strategy": strategy, "beam_size": beam_size,
-                          "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k}
+                  "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k,
+                  "no_repeat_ngram_size": no_repeat_ngram_size}
     result, cached = await cached_if(cache, strategy in ("beam", "argmax") or seed is not None,
                                      cache_key(info.model_id, info.revision, "caption", normalised), compute)
     return CaptionResponse(model=info.model_id, cached=cached, **result)

@@ -25,6 +25,7 @@ def model_cards(store: ModelStore) -> list[ModelCard]:
             revision=info.revision,
             parameters=info.parameters,
             metrics=info.metrics,
+            example_prompt=info.example_prompt,
         )
         for model_id, info in store.models.items()
     ]

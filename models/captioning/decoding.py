@@ -10,22 +10,51 @@ from models.captioning.decoder import CaptionDecoder
 from models.sampling import BatchSampler, SamplingParams
 
 
+# Beam search ranks captions by logprob / length ** LENGTH_ALPHA (length counts the end token
+# when the caption has one), so longer captions are not penalised for every extra word.
+LENGTH_ALPHA = 0.7
+# Beam search never repeats a word trigram inside a caption by default ("a black shirt and a
+# black shirt"); 0 turns the block off.
+NO_REPEAT_NGRAM_SIZE = 3
+
+
 @dataclass
 class Caption:
     token_ids: list[int]
     logprob: float  # total natural-log probability of the tokens (and <eos> when it ended)
     finished: bool
 
+    def ranking_score(self, alpha: float = LENGTH_ALPHA) -> float:
+        """The length-normalised log-probability captions are ranked by."""
+        return _length_normalised(self.logprob, len(self.token_ids) + self.finished, alpha)
+
 
 def _length_normalised(logprob: float, length: int, alpha: float) -> float:
     return logprob / (max(length, 1) ** alpha)
 
 
+def repeated_ngram_continuations(sequence: list[int], size: int) -> set[int]:
+    """Tokens that would complete an n-gram of `size` tokens already in `sequence`."""
+    if size <= 0 or len(sequence) < size - 1:
+        return set()
+    if size == 1:
+        return set(sequence)
+    prefix = sequence[len(sequence) - size + 1 :]
+    return {sequence[i + size - 1] for i in range(len(sequence) - size + 1) if sequence[i : i + size - 1] == prefix}
+
+
+def has_repeated_ngram(sequence: list[int], size: int = NO_REPEAT_NGRAM_SIZE) -> bool:
+    grams = [tuple(sequence[i : i + size]) for i in range(len(sequence) - size + 1)]
+    return len(grams) != len(set(grams))
+
+
 @torch.inference_mode()
 def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eos_id: int, beam_size: int = 3,
-                max_tokens: int = 20, n_best: int = 1, length_alpha: float = 0.7, banned_ids: tuple[int, ...] = ()) -> list[list[Caption]]:
+                max_tokens: int = 20, n_best: int = 1, length_alpha: float = LENGTH_ALPHA, banned_ids: tuple[int, ...] = (),
+                no_repeat_ngram_size: int = NO_REPEAT_NGRAM_SIZE) -> list[list[Caption]]:
     """For each image, the n_best captions by length-normalised log-probability. A beam that
-    never produced <eos> within max_tokens still competes (fallback: never an empty answer)."""
+    never produced <eos> within max_tokens still competes (fallback: never an empty answer).
+    No caption repeats an n-gram of `no_repeat_ngram_size` tokens (0: no block)."""
     batch = features.size(0)
     K = beam_size
     vocab_size = decoder.config.vocab_size
@@ -43,6 +72,11 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eo
             logprobs[:, banned] = -float("inf")
         if step == 0:
             logprobs[:, eos_id] = -float("inf")  # an empty caption is no caption
+        if no_repeat_ngram_size and step >= no_repeat_ngram_size - 1:
+            for row in range(batch * K):
+                repeats = repeated_ngram_continuations(sequences[row // K][row % K], no_repeat_ngram_size)
+                if repeats:
+                    logprobs[row, list(repeats)] = -float("inf")
         candidates = (scores.unsqueeze(2) + logprobs.view(batch, K, vocab_size)).view(batch, K * vocab_size)
         top_scores, top_index = candidates.topk(2 * K, dim=1)  # spare candidates replace finished ones
         beam_origin, token_ids = top_index // vocab_size, top_index % vocab_size
@@ -77,7 +111,7 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eo
     results = []
     for b in range(batch):
         pool = list(finished[b]) + [Caption(sequences[b][k], float(scores[b, k]), False) for k in range(K) if scores[b, k] > -float("inf")]
-        pool.sort(key=lambda c: -_length_normalised(c.logprob, len(c.token_ids) + c.finished, length_alpha))
+        pool.sort(key=lambda c: -c.ranking_score(length_alpha))
         results.append(pool[:n_best])
     return results
 
