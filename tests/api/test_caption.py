@@ -58,9 +58,10 @@ def test_n_best_beam_and_caching(caption_client):
 @pytest.mark.parametrize("strategy", ["argmax", "top_k", "multinomial"])
 def test_sampling_strategies(caption_client, strategy):
     data = encoded(draw("triangle", "green", random.Random(2), 48), "PNG")
-    body = post(caption_client, data, strategy=strategy, n=2, seed=4).json()
-    assert len(body["captions"]) == 2 and all(c["text"] for c in body["captions"])
-    assert post(caption_client, data, strategy=strategy, n=2, seed=4).json()["captions"] == body["captions"]
+    n = 1 if strategy == "argmax" else 2  # argmax has one answer
+    body = post(caption_client, data, strategy=strategy, n=n, seed=4).json()
+    assert len(body["captions"]) == n and all(c["text"] for c in body["captions"])
+    assert post(caption_client, data, strategy=strategy, n=n, seed=4).json()["captions"] == body["captions"]
 
 
 def test_large_photo_is_resized(caption_client):
@@ -123,3 +124,33 @@ def test_models_lists_the_captioner(caption_client):
     cards = {card["id"]: card for card in caption_client.get("/v1/models").json()["data"]}
     assert cards["shapes-captioner"]["type"] == "captioner" and cards["shapes-captioner"]["default"] is True
     assert "dev_cider" in cards["shapes-captioner"]["metrics"]
+
+
+def test_captions_carry_the_score_they_are_ranked_by(caption_client):
+    for strategy, fields in (("beam", {"beam_size": 4, "n": 3}), ("multinomial", {"n": 4, "seed": 2})):
+        captions = post(caption_client, encoded(red_circle(), "PNG"), strategy=strategy, **fields).json()["captions"]
+        scores = [c["score"] for c in captions]
+        assert scores == sorted(scores, reverse=True), strategy
+        for caption in captions:
+            words = len(caption["text"].rstrip(".").split())
+            # length: the words, and the end token when the caption reached it
+            assert any(caption["score"] == pytest.approx(caption["logprob"] / length ** 0.7, abs=1e-4) for length in (words, words + 1))
+
+
+def test_n_is_defined_per_strategy(caption_client):
+    response = post(caption_client, encoded(red_circle(), "PNG"), strategy="argmax", n=2)
+    assert response.status_code == 422 and response.json()["error"]["param"] == "n"
+    assert post(caption_client, encoded(red_circle(), "PNG"), strategy="argmax", n=1).status_code == 200
+
+
+def test_a_misspelt_form_field_is_rejected(caption_client):
+    response = post(caption_client, encoded(red_circle(), "PNG"), beamsize=3)
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "beamsize" and "beam_size" in response.json()["error"]["message"]
+
+
+def test_repeated_ngram_blocking_is_a_parameter(caption_client):
+    for size in (0, 2, 3):
+        response = post(caption_client, encoded(red_circle(), "PNG"), no_repeat_ngram_size=size)
+        assert response.status_code == 200
+    assert post(caption_client, encoded(red_circle(), "PNG"), no_repeat_ngram_size=99).status_code == 422

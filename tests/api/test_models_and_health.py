@@ -33,3 +33,22 @@ def test_broken_model_directory_is_reported_not_fatal(make_client, copy_of_model
 
 def test_openapi_schema_is_served(client):
     assert "/v1/generate" in client.get("/openapi.json").json()["paths"]
+
+
+def test_docs_are_served_from_the_package_and_labelled_in_metrics(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    assets = [part.split('"')[0] for part in page.text.split('src="')[1:]] + [part.split('"')[0] for part in page.text.split('href="')[1:]]
+    assert assets and all(asset.startswith("/") for asset in assets)
+    assert all(client.get(asset).status_code == 200 for asset in assets)
+    client.get("/openapi.json")
+    metrics = client.get("/metrics").text
+    assert 'endpoint="/docs"' in metrics and 'endpoint="/openapi.json"' in metrics
+
+
+def test_models_offer_an_example_prompt(make_client, tiny_models_dir):
+    client = make_client(serve_shipped_models=True)
+    cards = {card["id"]: card for card in client.get("/v1/models").json()["data"]}
+    assert cards["wikitext2-lstm"]["example_prompt"] == "The game was released in"
+    assert cards["shakespeare-char-lstm"]["example_prompt"] == "ROMEO:"
+    assert cards["tiny-word-lstm"]["example_prompt"] is None

@@ -90,3 +90,24 @@ def test_a_client_that_gives_up_frees_its_slot(tmp_path, tiny_models_dir):
         assert "rnnserve_tokens_generated_total{" not in httpx.get(server.base_url + "/metrics").text
     finally:
         server.stop()
+
+
+def test_a_completion_joins_its_prompt(client):
+    """Clients append the completion to the prompt (OpenAI semantics): the separator belongs to
+    the completion, echo reads exactly prompt + completion, and streamed deltas, stop strings and
+    text offsets agree with that text."""
+    prompt = "the cat sat on"
+    plain = client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6, temperature=0, logprobs=0)
+    text = plain.choices[0].text
+    assert text.startswith(" ") and not text.startswith("  ")
+    echoed = client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6, temperature=0, echo=True, logprobs=0)
+    assert echoed.choices[0].text == prompt + text
+    offsets, tokens = echoed.choices[0].logprobs.text_offset, echoed.choices[0].logprobs.tokens
+    assert all(echoed.choices[0].text[offset:].startswith(token) for offset, token in zip(offsets, tokens))
+    assert all(text[offset:].startswith(token) for offset, token in zip(plain.choices[0].logprobs.text_offset, plain.choices[0].logprobs.tokens))
+    streamed = "".join(c.text for chunk in client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6,
+                                                                      temperature=0, stream=True) for c in chunk.choices)
+    assert streamed == text
+    second_word = text.split()[1]
+    stopped = client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6, temperature=0, stop=[" " + second_word])
+    assert stopped.choices[0].text == " " + text.split()[0]

@@ -1,0 +1,37 @@
+"""Beam search never repeats a word n-gram inside a caption when asked not to."""
+import torch
+
+from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
+from models.captioning.decoding import beam_search, has_repeated_ngram, repeated_ngram_continuations
+
+BOS, EOS = 2, 3
+
+
+def test_repeated_ngram_continuations():
+    sequence = [5, 6, 7, 5, 6]
+    assert repeated_ngram_continuations(sequence, 3) == {7}  # "5 6" was followed by 7 before
+    assert repeated_ngram_continuations(sequence, 2) == {7}  # "6" was followed by 7 before
+    assert repeated_ngram_continuations(sequence, 1) == {5, 6, 7}
+    assert repeated_ngram_continuations(sequence, 0) == set()
+    assert has_repeated_ngram([1, 2, 3, 1, 2, 3]) and not has_repeated_ngram([1, 2, 3, 1, 2, 4])
+
+
+def looping_decoder() -> CaptionDecoder:
+    """An untrained decoder over a tiny vocabulary that never wants to stop: it repeats itself."""
+    torch.manual_seed(0)
+    decoder = CaptionDecoder(CaptionDecoderConfig(vocab_size=8, feature_dim=6, embedding_dim=8, hidden_dim=12, attention_dim=4, dropout=0.0))
+    with torch.no_grad():
+        decoder.output.bias[EOS] = -30.0
+    return decoder.eval()
+
+
+def test_beam_search_blocks_repeated_trigrams():
+    decoder, features = looping_decoder(), torch.randn(6, 4, 6)
+    free = beam_search(decoder, features, BOS, EOS, beam_size=3, max_tokens=16, n_best=3, no_repeat_ngram_size=0)
+    assert any(has_repeated_ngram(c.token_ids) for captions in free for c in captions)
+    blocked = beam_search(decoder, features, BOS, EOS, beam_size=3, max_tokens=16, n_best=3, no_repeat_ngram_size=3)
+    assert all(not has_repeated_ngram(c.token_ids) for captions in blocked for c in captions)
+    assert all(captions for captions in blocked)  # never an empty answer
+    for captions in blocked:
+        scores = [c.ranking_score() for c in captions]
+        assert scores == sorted(scores, reverse=True)
