@@ -79,6 +79,10 @@ class ScoreRequest(RequestModel):
     )
     add_bos: StrictBool = Field(True, description="condition the first token on the model's start-of-text context")
     add_eos: StrictBool = Field(True, description="also score the end-of-sentence token")
+    unknown_words: Literal["spell", "unk"] = Field(
+        "spell", description="a word outside a word model's vocabulary costs log p(<unk> | context) + log p_spell(word) "
+                             "with the model's spelling model ('spell'; scores over all strings, comparable across sentences "
+                             "with different unknown words), or log p(<unk> | context) alone ('unk')")
 
 
 class ScoreResult(BaseModel):
@@ -87,7 +91,11 @@ class ScoreResult(BaseModel):
     logprob: float = Field(description="sum of token_logprobs")
     num_tokens: int
     perplexity: float = Field(description="exp(-logprob / num_tokens)")
-    oov: list[bool] = Field(description="whether each token was outside the vocabulary (scored as <unk>)")
+    oov: list[bool] = Field(description="whether each token was outside the vocabulary (an unknown word)")
+    num_unknown: int = Field(description="how many tokens were unknown words")
+    unknown_words: Literal["spell", "unk"] = Field(
+        description="how unknown words were scored: 'spell' (<unk> plus the spelling model) or 'unk' (the <unk> token "
+                    "alone: asked for, or the model has no spelling model)")
 
 
 class ScoreResponse(BaseModel):

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.scoring import SequenceScore, score_sequences
 from models.loaded import LoadedModel
+from models.spelling import SPELLING_FILE, load_spelling
 from models.text_encoding import TextEncoding
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocabulary
@@ -36,6 +37,17 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_revision(directory: str | Path) -> str:
+    """What cache keys name a model by: the sha256 of its weights, combined with its spelling
+    model's when it has one (a spelling model added later changes the scores, so the revision)."""
+    directory = Path(directory)
+    weights = file_sha256(directory / WEIGHTS_FILE)
+    spelling = directory / SPELLING_FILE
+    if not spelling.is_file():
+        return weights
+    return hashlib.sha256(f"{weights}:{file_sha256(spelling)}".encode()).hexdigest()
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -158,6 +170,7 @@ def load_language_model(directory: str | Path, device: str | torch.device = "cpu
         vocab=vocab,
         tokenizer=Tokenizer(tokenizer_config),
         config=config,
-        revision=file_sha256(directory / WEIGHTS_FILE),
+        revision=model_revision(directory),
         path=directory,
+        spelling=load_spelling(directory),
     )

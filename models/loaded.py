@@ -22,6 +22,7 @@ class LoadedModel:
     config: dict[str, Any]
     revision: str
     path: Path
+    spelling: Any = None  # models.spelling.SpellingModel of a word model, when it has one
     parameters: int = field(init=False)
 
     def __post_init__(self) -> None:

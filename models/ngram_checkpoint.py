@@ -9,7 +9,9 @@ from typing import Any, ClassVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from models.checkpoint import FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, read_config, write_model_directory
+from models.checkpoint import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, model_revision, read_config,
+                               write_model_directory)
+from models.spelling import load_spelling
 from models.loaded import LoadedModel
 from models.ngram import NGramModel
 from models.scoring import SequenceScore, summarise
@@ -65,4 +67,5 @@ def load_ngram_model(directory: str | Path, device: Any = "cpu") -> LoadedNGramM
         model = NGramModel.from_tensors(load_file(str(directory / WEIGHTS_FILE)), order, vocab_size)
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"{directory}: {error}") from error
-    return LoadedNGramModel(directory.name, model, vocab, Tokenizer(tokenizer_config), config, file_sha256(directory / WEIGHTS_FILE), directory)
+    return LoadedNGramModel(directory.name, model, vocab, Tokenizer(tokenizer_config), config, model_revision(directory), directory,
+                            spelling=load_spelling(directory))

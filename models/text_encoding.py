@@ -1,28 +1,81 @@
-"""Turning request text into model ids, shared by every model type that reads words or
-characters through a tokenizer and a vocabulary (the recurrent LMs and the n-gram models)."""
+"""Turning request text into model ids, and scores back into per-token results, shared by
+every model type that reads words or characters through a tokenizer and a vocabulary (the
+recurrent LMs and the n-gram models)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from models.scoring import SequenceScore, summarise
+from models.spelling import SpellingModel
 from models.tokenizer import Tokenizer
 from models.vocab import Vocabulary
+
+# How a word outside the vocabulary is scored: "spell" charges log p(<unk> | context) plus the
+# spelling model's log p(word); "unk" charges the <unk> token alone.
+UnknownWords = Literal["spell", "unk"]
 
 
 @dataclass
 class EncodedText:
-    """Model input: `ids` begins with `context` start ids that are not themselves scored."""
+    """Model input: `ids` begins with `context` ids that are history only (the start token, and
+    any preceding text); `tokens` are the text's own tokens. Without a start token (context 0)
+    the first token is history."""
 
     ids: list[int]
     tokens: list[str]
     oov: list[bool]
     context: int
 
+    @property
+    def scored_tokens(self) -> list[str]:
+        return self.tokens[max(0, 1 - self.context):]
+
+    @property
+    def scored_oov(self) -> list[bool]:
+        return self.oov[max(0, 1 - self.context):]
+
+
+@dataclass
+class TextScore:
+    """A text's score: one log-probability per scored token (natural log)."""
+
+    tokens: list[str]
+    oov: list[bool]
+    score: SequenceScore
+    unknown_words: str  # how unknown words were scored: "spell" or "unk"
+
+    @property
+    def num_unknown(self) -> int:
+        return sum(self.oov)
+
 
 class TextEncoding:
-    """Mixin for loaded models with `vocab: Vocabulary` and `tokenizer: Tokenizer`."""
+    """Mixin for loaded models with `vocab: Vocabulary`, `tokenizer: Tokenizer`, a
+    `score(sequences)` method and, for word models, perhaps a spelling model."""
 
     vocab: Vocabulary
     tokenizer: Tokenizer
+    spelling: SpellingModel | None
+
+    def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
+        raise NotImplementedError
+
+    def score_encoded(self, encoded: list[EncodedText], unknown_words: UnknownWords | list[UnknownWords] = "spell") -> list[TextScore]:
+        """Score encoded texts (one mode for all, or one per text); with "spell" (and a spelling
+        model) an unknown word costs log p(<unk> | context) + log p_spell(word), so scores are
+        over all strings."""
+        modes = [unknown_words] * len(encoded) if isinstance(unknown_words, str) else list(unknown_words)
+        can_spell = self.spelling is not None and self.level == "word"
+        results = []
+        for item, score, mode in zip(encoded, self.score([e.ids for e in encoded]), modes):
+            tokens, oov = item.scored_tokens, item.scored_oov
+            logprobs = score.token_logprobs[len(score.token_logprobs) - len(tokens):]  # drop the history's
+            spell = mode == "spell" and can_spell
+            if spell:
+                logprobs = [lp + self.spelling.logprob(token) if unknown else lp for lp, token, unknown in zip(logprobs, tokens, oov)]
+            results.append(TextScore(tokens, oov, summarise(list(logprobs)), "spell" if spell else "unk"))
+        return results
 
     @property
     def level(self) -> str:

@@ -125,6 +125,7 @@ class Corpus:
     valid: torch.Tensor
     test: torch.Tensor | None
     files: CorpusFiles
+    train_counts: Counter[str] | None = None  # the training split's tokens before the vocabulary cut-off
 
 
 def load_corpus(
@@ -144,8 +145,8 @@ def load_corpus(
         train_tokens, valid_tokens = train_tokens[:cut], train_tokens[cut:]
     else:
         valid_tokens = read_tokens(files.valid, config, tokenize_raw)
+    counts = Counter(train_tokens)
     if vocab is None:
-        counts = Counter(train_tokens)
         if config.level == "word":
             warn_if_untokenized(counts)
         vocab = Vocabulary.build(counts, max_size=max_vocab, min_count=min_count)
@@ -154,7 +155,7 @@ def load_corpus(
         return torch.tensor(vocab.encode(tokens), dtype=torch.long)
 
     test = ids(read_tokens(files.test, config, tokenize_raw)) if files.test else None
-    return Corpus(vocab, ids(train_tokens), ids(valid_tokens), test, files)
+    return Corpus(vocab, ids(train_tokens), ids(valid_tokens), test, files, counts)
 
 
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -7,6 +7,8 @@ FILE.jsonl holds one object per line with "sentence_good" and "sentence_bad" (ot
 such as BLiMP's "UID" or "phenomenon", group the results when named by --group-by). Each
 sentence is tokenized as the service tokenizes a request and scored from the model's start
 token through an end token, so a sentence that stops early pays for it. A tie counts as a miss.
+A word outside a word model's vocabulary is scored with the model's spelling model (as the
+service does), unless --unknown-words unk.
 Works with recurrent and n-gram models alike.
 """
 from __future__ import annotations
@@ -44,19 +46,21 @@ def read_pairs(path: Path) -> list[dict]:
     return pairs
 
 
-def total_logprobs(loaded, sentences: list[str], add_end: bool = True) -> list[float]:
+def total_logprobs(loaded, sentences: list[str], add_end: bool = True, unknown_words: str = "spell") -> list[float]:
     totals = []
     for start in range(0, len(sentences), BATCH):
         encoded = [loaded.encode_text(s, add_start=True, add_end=add_end) for s in sentences[start : start + BATCH]]
-        totals.extend(score.logprob for score in loaded.score([e.ids for e in encoded]))
+        totals.extend(result.score.logprob for result in loaded.score_encoded(encoded, unknown_words))
     return totals
 
 
-def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bool = True) -> dict:
-    good = total_logprobs(loaded, [p["sentence_good"] for p in pairs], add_end)
-    bad = total_logprobs(loaded, [p["sentence_bad"] for p in pairs], add_end)
+def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bool = True, unknown_words: str = "spell") -> dict:
+    good = total_logprobs(loaded, [p["sentence_good"] for p in pairs], add_end, unknown_words)
+    bad = total_logprobs(loaded, [p["sentence_bad"] for p in pairs], add_end, unknown_words)
     correct = [g > b for g, b in zip(good, bad)]
-    result = {"model": loaded.model_id, "pairs": len(pairs), "correct": sum(correct), "accuracy": round(sum(correct) / len(pairs), 4)}
+    spelled = unknown_words == "spell" and getattr(loaded, "spelling", None) is not None and loaded.level == "word"
+    result = {"model": loaded.model_id, "unknown_words": "spell" if spelled else "unk",
+              "pairs": len(pairs), "correct": sum(correct), "accuracy": round(sum(correct) / len(pairs), 4)}
     if group_by:
         groups: dict[str, list[bool]] = defaultdict(list)
         for pair, hit in zip(pairs, correct):
@@ -71,12 +75,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("pairs", type=Path, help="JSON lines with sentence_good / sentence_bad")
     parser.add_argument("--group-by", default=None, help="a field of the pairs to report accuracy by")
     parser.add_argument("--no-end-token", action="store_true", help="score sentences without the end token")
+    parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell",
+                        help="score a word outside the vocabulary with the spelling model (spell) or as <unk> alone (unk)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     loaded = load_model(args.checkpoint, args.device)
     if loaded.model_type not in ("rnn_lm", "ngram"):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
-    result = evaluate(loaded, read_pairs(args.pairs), args.group_by, add_end=not args.no_end_token)
+    result = evaluate(loaded, read_pairs(args.pairs), args.group_by, add_end=not args.no_end_token, unknown_words=args.unknown_words)
     print(json.dumps(result, indent=2))
     return result
 

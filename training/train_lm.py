@@ -35,6 +35,7 @@ from training.distributed import Distributed, LossModule
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
 from training.plots import plot_metrics
 from training.pretrained_embeddings import initialise_embeddings
+from training.spelling import DEFAULT_ORDER, attach_spelling
 
 logger = logging.getLogger("training.train_lm")
 METRIC_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_ppl", "lr", "seconds"]
@@ -83,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--export-dir", type=Path, default=None, help="default: RUN_DIR/export/MODEL_ID")
     run.add_argument("--model-id", default=None, help="default: the export directory's name")
     run.add_argument("--force", action="store_true", help="replace a model already in the export directory")
+    run.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
+                     help="order of the character n-gram that spells unknown words (word models; 0: none)")
     run.add_argument("--example-prompt", default=None, help="a prompt that suits the model, offered first by the playground")
     run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -342,6 +345,8 @@ class Trainer:
             metrics.update(test_loss=round(test_loss, 5), test_ppl=round(perplexity(test_loss), 3))
         config["metrics"] = metrics
         write_config(self.export_dir, config)
+        if self.args.level == "word" and self.args.spelling_order > 0:
+            attach_spelling(self.export_dir, self.corpus.vocab, self.corpus.train_counts, self.args.spelling_order)
         logger.info("exported %s: %s", self.export_dir, metrics)
         return metrics
 

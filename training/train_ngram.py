@@ -23,6 +23,7 @@ from models.ngram_checkpoint import save_ngram_model
 from training.corpus import CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus
 from training.evaluation import perplexity
 from training.kneser_ney import estimate
+from training.spelling import DEFAULT_ORDER, attach_spelling
 from training.cli import check_export_target, parser_for, run_cli
 
 logger = logging.getLogger("training.train_ngram")
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
                         help="run the text through the service's tokenizer; default: on for --style plain only")
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
+    parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
+                        help="order of the character n-gram that spells unknown words (word models; 0: none)")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--max-vocab", type=int)
     parser.add_argument("--min-count", type=int, default=1)
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     save_ngram_model(args.output, model, corpus.vocab, tokenizer_config,
                      {"model_id": args.output.name, **corpus_reading(tokenize_raw), "provenance": provenance, "metrics": metrics})
+    if args.level == "word" and args.spelling_order > 0:
+        attach_spelling(args.output, corpus.vocab, corpus.train_counts, args.spelling_order)
     logger.info("exported %s: %s", args.output, metrics)
     print(json.dumps(metrics, indent=2))
     return metrics

@@ -42,6 +42,7 @@ class ScoreInput:
     tokens: list[list[str]] | None = None
     add_bos: bool = True
     add_eos: bool = True
+    unknown_words: str = "spell"  # "spell": <unk> plus the spelling model; "unk": the <unk> token alone
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ScoredText:
     num_tokens: int
     perplexity: float
     oov: list[bool]
+    num_unknown: int = 0
+    unknown_words: str = "unk"  # how unknown words were scored
 
 
 @dataclass

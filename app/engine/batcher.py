@@ -175,10 +175,11 @@ def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max
         results: list[list[ScoredText | None]] = [[None] * len(encoded) for _, encoded in items]
         for start in range(0, len(flat), max_batch_size):
             chunk = flat[start : start + max_batch_size]
-            scores = loaded.score([entry[2].ids for entry in chunk])
+            modes = [items[job_index][0].request.unknown_words for job_index, _, _ in chunk]
+            scored = loaded.score_encoded([entry[2] for entry in chunk], modes)
             batch_sizes.append(len(chunk))
-            for (job_index, item_index, item), score in zip(chunk, scores):
-                results[job_index][item_index] = to_scored_text(item, score)
+            for (job_index, item_index, _), result in zip(chunk, scored):
+                results[job_index][item_index] = to_scored_text(result)
         for (job, _), job_results in zip(items, results):
             emit(JobResult(job.request_id, job_results))
     return batch_sizes

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from app.engine.base import ScoredText, ScoreInput
 from models.checkpoint import LoadedLanguageModel
-from models.text_encoding import EncodedText
 from models.sampling import InvalidParameter
-from models.scoring import SequenceScore
+from models.text_encoding import EncodedText, TextScore
 
 
 @dataclass(frozen=True)
@@ -41,14 +40,15 @@ def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits:
     return encoded
 
 
-def to_scored_text(item: EncodedText, score: SequenceScore) -> ScoredText:
-    # Without a start token the first token is context, not scored.
-    offset = 1 - item.context
+def to_scored_text(result: TextScore) -> ScoredText:
+    score = result.score
     return ScoredText(
-        tokens=item.tokens[offset:],
+        tokens=result.tokens,
         token_logprobs=[round(x, 6) for x in score.token_logprobs],
         logprob=round(score.logprob, 6),
         num_tokens=score.num_tokens,
         perplexity=round(score.perplexity, 4),
-        oov=item.oov[offset:],
+        oov=result.oov,
+        num_unknown=result.num_unknown,
+        unknown_words=result.unknown_words,
     )

@@ -35,7 +35,7 @@ async def score(body: ScoreRequest, settings: SettingsDep, store: StoreDep, engi
     check_limits(body, settings)
     # An n-gram model scores too (speech recognisers rescore n-best lists with one).
     loaded = store.resolve(body.model, "language_model", also=("ngram",))
-    request = ScoreInput(loaded.model_id, body.texts, body.tokens, body.add_bos, body.add_eos)
+    request = ScoreInput(loaded.model_id, body.texts, body.tokens, body.add_bos, body.add_eos, body.unknown_words)
 
     async def compute() -> dict:
         results = [ScoreResult(**asdict(r)) for r in await engine.score(request)]

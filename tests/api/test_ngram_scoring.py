@@ -20,13 +20,20 @@ def lm_and_ngram(make_client, tmp_path, tiny_model_path, tiny_ngram_path):
 
 def test_ngram_scores_and_ranks_an_n_best_list(lm_and_ngram):
     sentences = ["the cat sat on the mat .", "mat the on sat cat the .", "the cat sat on the zebra ."]
-    body = lm_and_ngram.post("/v1/score", json={"model": "tiny-kn3", "texts": sentences}).json()
+    body = lm_and_ngram.post("/v1/score", json={"model": "tiny-kn3", "texts": sentences, "unknown_words": "unk"}).json()
     assert body["model"] == "tiny-kn3"
     assert body["ranking"][0] == 0 and body["ranking"][-1] == 1
     good = body["results"][0]
     assert good["tokens"] == ["the", "cat", "sat", "on", "the", "mat", ".", "<eos>"]
     assert math.isclose(good["logprob"], sum(good["token_logprobs"]), abs_tol=1e-4)
-    assert body["results"][2]["oov"][5] is True
+    assert body["results"][2]["oov"][5] is True and body["results"][2]["num_unknown"] == 1
+    # By default the unknown word also pays for its spelling (the n-gram has a spelling model).
+    spelled = lm_and_ngram.post("/v1/score", json={"model": "tiny-kn3", "texts": sentences}).json()
+    zebra_unk, zebra_spelled = body["results"][2], spelled["results"][2]
+    assert zebra_spelled["unknown_words"] == "spell" and zebra_unk["unknown_words"] == "unk"
+    assert zebra_spelled["token_logprobs"][5] < zebra_unk["token_logprobs"][5] - 1
+    assert zebra_spelled["token_logprobs"][:5] == zebra_unk["token_logprobs"][:5]
+    assert spelled["results"][0]["token_logprobs"] == good["token_logprobs"]  # no unknown word: the same
     # The default for /v1/score stays the recurrent model.
     assert lm_and_ngram.post("/v1/score", json={"texts": sentences}).json()["model"] == "tiny-word-lstm"
 

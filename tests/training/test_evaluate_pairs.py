@@ -42,7 +42,18 @@ def test_swapped_pairs_score_zero(tiny_model_path, tmp_path):
 
 def test_the_english_pairs_file_is_well_formed(tiny_ngram_path):
     result = evaluate_pairs([str(tiny_ngram_path), str(ENGLISH_PAIRS), "--group-by", "phenomenon"])
-    assert result["pairs"] == 40 and len(result["by_phenomenon"]) == 6
+    assert result["pairs"] == 60 and len(result["by_phenomenon"]) == 7
+
+
+def test_names_and_rare_words_need_the_spelling_model():
+    """The shipped word model on the pairs that hinge on names and rare words: as <unk> alone
+    it prefers the nonsense or the miscased name; spelling unknown words, it does not."""
+    from tests.conftest import SHIPPED_MODELS
+
+    model = str(SHIPPED_MODELS / "wikitext2-lstm")
+    spell = evaluate_pairs([model, str(ENGLISH_PAIRS), "--group-by", "phenomenon"])["by_phenomenon"]["names_and_rare_words"]
+    unk = evaluate_pairs([model, str(ENGLISH_PAIRS), "--group-by", "phenomenon", "--unknown-words", "unk"])["by_phenomenon"]["names_and_rare_words"]
+    assert spell["accuracy"] >= 0.9 > 0.5 > unk["accuracy"]
 
 
 def test_bad_files_are_refused(tiny_model_path, tmp_path):
