@@ -29,7 +29,7 @@ from app.model_store import ModelStore, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
-from app.routes import caption, completions, generate, health, models, playground, score
+from app.routes import caption, completions, generate, health, models, playground, rescore, score
 from app.schemas import ErrorBody
 from app.settings import Settings
 from models.tokenizer import use_nltk_data
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     protected = [Depends(require_access)]
-    for router in (generate.router, completions.router, score.router, caption.router, models.router):
+    for router in (generate.router, completions.router, score.router, rescore.router, caption.router, models.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(playground.router)

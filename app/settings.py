@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_score_texts: int = 256
     max_score_tokens: int = 4_096
     max_stop_sequences: int = 8
+    max_rescore_utterances: int = Field(64, description="utterances per /v1/rescore request")
+    max_rescore_hypotheses: int = Field(1000, description="hypotheses per utterance")
+    max_rescore_hypotheses_total: int = Field(4096, description="hypotheses per /v1/rescore request")
     max_image_bytes: int = Field(10_000_000, description="largest /v1/caption upload")
     max_image_pixels: int = Field(40_000_000, description="decoded pixels per image (decompression-bomb guard)")
     default_captioner: str | None = Field(None, description="captioner used when a request names none")

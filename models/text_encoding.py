@@ -81,9 +81,16 @@ class TextEncoding:
     def level(self) -> str:
         return self.tokenizer.config.level
 
-    def encode_text(self, text: str, add_start: bool = True, add_end: bool = False) -> EncodedText:
-        """Raw text -> ids through the model's tokenizer."""
-        return self.encode_tokens(self.tokenizer.tokenize(text), add_start, add_end)
+    def encode_text(self, text: str, add_start: bool = True, add_end: bool = False, context: str | None = None) -> EncodedText:
+        """Raw text -> ids through the model's tokenizer. `context` is text that came before (a
+        conversation's previous turn): read into the model's state as history, ended by the end
+        token, not scored."""
+        encoded = self.encode_tokens(self.tokenizer.tokenize(text), add_start, add_end)
+        if context:
+            history = self.vocab.encode(self.tokenizer.tokenize(context) + [self.tokenizer.config.end_token])
+            encoded.ids = encoded.ids[: encoded.context] + history + encoded.ids[encoded.context :]
+            encoded.context += len(history)
+        return encoded
 
     def encode_tokens(self, tokens: list[str], add_start: bool = True, add_end: bool = False) -> EncodedText:
         """Pre-split tokens -> ids; unknown tokens become <unk> and are flagged."""

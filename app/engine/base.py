@@ -43,6 +43,7 @@ class ScoreInput:
     add_bos: bool = True
     add_eos: bool = True
     unknown_words: str = "spell"  # "spell": <unk> plus the spelling model; "unk": the <unk> token alone
+    contexts: list[str | None] | None = None  # per text: text read into the state first, not scored
 
 
 @dataclass

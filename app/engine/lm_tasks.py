@@ -27,7 +27,8 @@ def encode_prompt(loaded: LoadedLanguageModel, prompt: str, limits: TokenLimits)
 
 def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits: TokenLimits) -> list[EncodedText]:
     if request.texts is not None:
-        encoded = [loaded.encode_text(t, request.add_bos, request.add_eos) for t in request.texts]
+        contexts = request.contexts or [None] * len(request.texts)
+        encoded = [loaded.encode_text(t, request.add_bos, request.add_eos, c) for t, c in zip(request.texts, contexts)]
         param = "texts"
     else:
         encoded = [loaded.encode_tokens(t, request.add_bos, request.add_eos) for t in request.tokens or []]
@@ -35,8 +36,8 @@ def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits:
     for index, item in enumerate(encoded):
         if len(item.ids) < 2:
             raise InvalidParameter(f"{param}.{index}", "nothing to score: give at least one token, or set add_bos")
-        if len(item.tokens) > limits.max_score_tokens:
-            raise InvalidParameter(f"{param}.{index}", f"{len(item.tokens)} tokens; the limit is {limits.max_score_tokens}")
+        if len(item.ids) - 1 > limits.max_score_tokens:
+            raise InvalidParameter(f"{param}.{index}", f"{len(item.ids) - 1} tokens (context included); the limit is {limits.max_score_tokens}")
     return encoded
 
 

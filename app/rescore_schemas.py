@@ -1,0 +1,70 @@
+"""Bodies of POST /v1/rescore: a recogniser's n-best lists in, reranked lists out."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from app.schemas import RequestModel
+
+EXAMPLE = {
+    "models": [{"model": "wikitext2-lstm", "weight": 1.0}],
+    "acoustic_weight": 1.0,
+    "word_insertion_penalty": 0.0,
+    "utterances": [{
+        "id": "u1",
+        "hypotheses": [
+            {"text": "it is hard to wreck a nice beach", "acoustic_score": -1210.4},
+            {"text": "it is hard to recognize speech", "acoustic_score": -1212.9},
+        ],
+    }],
+}
+
+
+class RescoreModel(RequestModel):
+    model: StrictStr = Field(description="a language model or n-gram model id")
+    weight: float = Field(1.0, description="multiplies the model's natural-log probability of each hypothesis")
+
+
+class Hypothesis(RequestModel):
+    text: StrictStr = Field(description="the hypothesis as words")
+    acoustic_score: float | None = Field(None, description="the recogniser's acoustic log-likelihood (natural log); absent: 0")
+
+
+class Utterance(RequestModel):
+    id: StrictStr = Field(description="the utterance's id, echoed back")
+    hypotheses: list[Hypothesis] = Field(min_length=1, description="the n-best list, usually the recogniser's order")
+    context: StrictStr | None = Field(None, description="text that came before the utterance (the previous turn): read into "
+                                                        "the recurrent state before scoring, not scored itself")
+
+
+class RescoreRequest(RequestModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [EXAMPLE]})
+
+    models: list[RescoreModel] | None = Field(None, min_length=1, description="default: the default language model, weight 1")
+    acoustic_weight: float = Field(1.0, description="multiplies each hypothesis's acoustic_score")
+    word_insertion_penalty: float = Field(0.0, description="added once per word (positive favours longer hypotheses)")
+    unknown_words: Literal["spell", "unk"] = Field("spell", description="how a word outside a model's vocabulary is scored "
+                                                                        "(see /v1/score)")
+    utterances: list[Utterance] = Field(min_length=1)
+
+
+class RescoredHypothesis(BaseModel):
+    text: str
+    acoustic_score: float | None
+    lm_logprobs: dict[str, float] = Field(description="natural-log probability of the hypothesis (start through end token) per model")
+    num_words: int
+    score: float = Field(description="acoustic_weight·acoustic_score + Σ weight·lm_logprob + word_insertion_penalty·num_words")
+
+
+class RescoredUtterance(BaseModel):
+    id: str
+    best: int = Field(description="index of the best hypothesis")
+    ranking: list[int] = Field(description="hypothesis indices, best first")
+    hypotheses: list[RescoredHypothesis] = Field(description="in the order they were sent")
+
+
+class RescoreResponse(BaseModel):
+    models: list[RescoreModel]
+    results: list[RescoredUtterance]
+    cached: bool

@@ -1,0 +1,74 @@
+"""POST /v1/rescore: rerank a recogniser's n-best lists with one or more language models,
+combined log-linearly with the acoustic scores (models.rescoring). Hypotheses go through
+/v1/score's dynamic batching."""
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from app.cache import cache_key
+from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
+from app.engine.base import ScoreInput
+from app.errors import ApiError
+from app.rescore_schemas import RescoreModel, RescoreRequest, RescoreResponse
+from models.rescoring import RescoringWeights, combined_score, count_words, ranking
+
+router = APIRouter(tags=["score"])
+
+
+def check_limits(body: RescoreRequest, settings) -> None:
+    if len(body.utterances) > settings.max_rescore_utterances:
+        raise ApiError(413, f"at most {settings.max_rescore_utterances} utterances per request", "utterances")
+    total = 0
+    for u, utterance in enumerate(body.utterances):
+        if len(utterance.hypotheses) > settings.max_rescore_hypotheses:
+            raise ApiError(413, f"at most {settings.max_rescore_hypotheses} hypotheses per utterance", f"utterances.{u}.hypotheses")
+        with_acoustic = {h.acoustic_score is not None for h in utterance.hypotheses}
+        if len(with_acoustic) > 1:
+            raise ApiError(422, "give an acoustic_score for every hypothesis of an utterance, or for none", f"utterances.{u}.hypotheses")
+        for h, hypothesis in enumerate(utterance.hypotheses):
+            if len(hypothesis.text) + len(utterance.context or "") > settings.max_prompt_chars:
+                raise ApiError(422, f"longer than {settings.max_prompt_chars} characters", f"utterances.{u}.hypotheses.{h}.text")
+        total += len(utterance.hypotheses)
+    if total > settings.max_rescore_hypotheses_total:
+        raise ApiError(413, f"at most {settings.max_rescore_hypotheses_total} hypotheses per request", "utterances")
+    if body.models and len({m.model for m in body.models}) != len(body.models):
+        raise ApiError(422, "each model at most once", "models")
+
+
+@router.post("/v1/rescore", response_model=RescoreResponse)
+async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
+    check_limits(body, settings)
+    requested = body.models or [RescoreModel(model=store.resolve(None, "language_model").model_id, weight=1.0)]
+    infos = [store.resolve(m.model, "language_model", param=f"models.{i}.model", also=("ngram",)) for i, m in enumerate(requested)]
+    texts = [h.text for u in body.utterances for h in u.hypotheses]
+    contexts = [u.context for u in body.utterances for _ in u.hypotheses]
+    chunk = settings.max_score_texts
+
+    async def model_logprobs(model_id: str) -> list[float]:
+        jobs = [engine.score(ScoreInput(model_id, texts=texts[i : i + chunk], unknown_words=body.unknown_words,
+                                        contexts=contexts[i : i + chunk]))
+                for i in range(0, len(texts), chunk)]
+        return [result.logprob for part in await asyncio.gather(*jobs) for result in part]
+
+    async def compute() -> dict:
+        logprobs = dict(zip([info.model_id for info in infos], await asyncio.gather(*(model_logprobs(i.model_id) for i in infos))))
+        weights = RescoringWeights({m.model: m.weight for m in requested}, body.acoustic_weight, body.word_insertion_penalty)
+        results, position = [], 0
+        for utterance in body.utterances:
+            hypotheses = []
+            for hypothesis in utterance.hypotheses:
+                lm = {model: values[position] for model, values in logprobs.items()}
+                words = count_words(hypothesis.text)
+                hypotheses.append({"text": hypothesis.text, "acoustic_score": hypothesis.acoustic_score, "lm_logprobs": lm,
+                                   "num_words": words, "score": round(combined_score(hypothesis.acoustic_score, lm, words, weights), 6)})
+                position += 1
+            order = ranking([h["score"] for h in hypotheses])
+            results.append({"id": utterance.id, "best": order[0], "ranking": order, "hypotheses": hypotheses})
+        return {"results": results}
+
+    key = cache_key("+".join(i.model_id for i in infos), "+".join(i.revision for i in infos), "rescore",
+                    body.model_dump(exclude={"models"}) | {"weights": [m.weight for m in requested]})
+    result, cached = await cache.get_or_compute(key, compute)
+    return RescoreResponse(models=requested, cached=cached, **result)

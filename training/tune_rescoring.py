@@ -1,0 +1,167 @@
+"""Tune n-best rescoring on a dev set and measure word error rates.
+
+    python -m training.tune_rescoring --nbest runs/nbest/ptb-dev.jsonl --model ptb-kn5 --model wikitext2-lstm \\
+        --eval runs/nbest/ptb-test.jsonl --output runs/nbest/ptb-weights.json
+
+Each hypothesis is scored by every model (natural-log probability from the start token through
+the end token, unknown words spelled, exactly as `/v1/rescore` scores it), then the language
+model weights and the word insertion penalty are chosen by coordinate search over grids to
+minimise dev WER, the acoustic weight staying 1 (`models.rescoring` combines them). Reported
+for dev and each --eval file: the WER of the recogniser's first pass (its first hypothesis), of
+the rescored best, and of the oracle (the hypothesis with the fewest errors), as NeMo's rescorer
+reports them. WER comes from jiwer. `--url http://host:port` scores through a running service's
+/v1/rescore instead of loading the models here; the numbers are the same.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import httpx
+import jiwer
+from tqdm import tqdm
+
+from models.registry import load_model
+from models.rescoring import RescoringWeights, combined_score, count_words, ranking
+from training.cli import UsageError, parser_for, resolve_model, run_cli
+from training.nbest_files import NBestList, read_nbest
+
+LM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0)
+PENALTIES = (-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
+BATCH = 64
+# Scores are compared at the precision the service returns them with.
+DECIMALS = 6
+
+Scores = dict[str, list[list[float]]]  # model id -> per n-best list, per hypothesis
+
+
+def score_in_process(lists: list[NBestList], model_names: list[str], unknown_words: str) -> Scores:
+    scores: Scores = {}
+    for name in model_names:
+        loaded = load_model(resolve_model(name), "cpu")
+        if loaded.model_type not in ("rnn_lm", "ngram"):
+            raise UsageError(f"{name} is a {loaded.model_type}, not a language model")
+        flat = [(h.text, nbest.context) for nbest in lists for h in nbest.hypotheses]
+        values: list[float] = []
+        for start in tqdm(range(0, len(flat), BATCH), desc=f"scoring with {loaded.model_id}", file=sys.stderr, leave=False):
+            encoded = [loaded.encode_text(text, True, True, context) for text, context in flat[start : start + BATCH]]
+            values.extend(round(r.score.logprob, DECIMALS) for r in loaded.score_encoded(encoded, unknown_words))
+        scores[name] = _regroup(lists, values)
+    return scores
+
+
+def score_through_service(lists: list[NBestList], model_names: list[str], unknown_words: str, url: str) -> Scores:
+    per_model: dict[str, list[float]] = {name: [] for name in model_names}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=600) as client:
+        for start in tqdm(range(0, len(lists), 32), desc="scoring through the service", file=sys.stderr, leave=False):
+            body = {"models": [{"model": name, "weight": 1.0} for name in model_names], "acoustic_weight": 0.0,
+                    "unknown_words": unknown_words,
+                    "utterances": [{"id": n.id, "context": n.context, "hypotheses": [{"text": h.text} for h in n.hypotheses]}
+                                   for n in lists[start : start + 32]]}
+            response = client.post("/v1/rescore", json=body)
+            if response.status_code != 200:
+                raise UsageError(f"{url}/v1/rescore answered {response.status_code}: {response.text[:300]}")
+            for result in response.json()["results"]:
+                for hypothesis in result["hypotheses"]:
+                    for name in model_names:
+                        per_model[name].append(hypothesis["lm_logprobs"][name])
+    return {name: _regroup(lists, values) for name, values in per_model.items()}
+
+
+def _regroup(lists: list[NBestList], values: list[float]) -> list[list[float]]:
+    grouped, position = [], 0
+    for nbest in lists:
+        grouped.append(values[position : position + len(nbest.hypotheses)])
+        position += len(nbest.hypotheses)
+    return grouped
+
+
+def choose(lists: list[NBestList], scores: Scores, weights: RescoringWeights) -> list[str]:
+    chosen = []
+    for index, nbest in enumerate(lists):
+        combined = [combined_score(h.acoustic_score, {m: scores[m][index][j] for m in weights.lm_weights}, count_words(h.text), weights)
+                    for j, h in enumerate(nbest.hypotheses)]
+        chosen.append(nbest.hypotheses[ranking(combined)[0]].text)
+    return chosen
+
+
+def wer(lists: list[NBestList], hypotheses: list[str]) -> float:
+    return jiwer.wer([n.reference for n in lists], hypotheses)
+
+
+def oracle(lists: list[NBestList]) -> list[str]:
+    """Per list, the hypothesis with the fewest word errors (the first of equals)."""
+    return [min(n.hypotheses, key=lambda h: jiwer.process_words(n.reference, h.text).wer * len(n.reference.split())).text
+            for n in lists]
+
+
+def tune(lists: list[NBestList], scores: Scores, rounds: int = 4) -> tuple[RescoringWeights, float]:
+    """Coordinate search: each LM weight and the penalty in turn over its grid, until no change helps."""
+    names = list(scores)
+    current = {name: 1.0 for name in names}
+    penalty = 0.0
+    best = wer(lists, choose(lists, scores, RescoringWeights(current, 1.0, penalty)))
+    for _ in range(rounds):
+        improved = False
+        for name in names:
+            for value in LM_WEIGHTS:
+                trial = RescoringWeights({**current, name: value}, 1.0, penalty)
+                result = wer(lists, choose(lists, scores, trial))
+                if result < best - 1e-12:
+                    best, current, improved = result, dict(trial.lm_weights), True
+        for value in PENALTIES:
+            result = wer(lists, choose(lists, scores, RescoringWeights(current, 1.0, value)))
+            if result < best - 1e-12:
+                best, penalty, improved = result, value, True
+        if not improved:
+            break
+    return RescoringWeights(current, 1.0, penalty), best
+
+
+def report(name: str, lists: list[NBestList], scores: Scores, weights: RescoringWeights) -> dict:
+    return {"file": name, "utterances": len(lists),
+            "first_pass_wer": round(wer(lists, [n.hypotheses[0].text for n in lists]), 4),
+            "rescored_wer": round(wer(lists, choose(lists, scores, weights)), 4),
+            "oracle_wer": round(wer(lists, oracle(lists)), 4),
+            "mean_hypotheses": round(sum(len(n.hypotheses) for n in lists) / len(lists), 2)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = parser_for(__doc__)
+    parser.add_argument("--nbest", type=Path, required=True, help="dev n-best file (JSON lines with references)")
+    parser.add_argument("--model", action="append", required=True, help="a language or n-gram model id or directory (repeat)")
+    parser.add_argument("--eval", type=Path, action="append", default=[], help="n-best files to report with the tuned weights")
+    parser.add_argument("--output", type=Path, default=None, help="write the weights and WERs as JSON here")
+    parser.add_argument("--url", default=None, help="score through this running service instead of in process")
+    parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell")
+    args = parser.parse_args(argv)
+
+    def scores_for(lists: list[NBestList]) -> Scores:
+        if args.url:
+            return score_through_service(lists, args.model, args.unknown_words, args.url)
+        return score_in_process(lists, args.model, args.unknown_words)
+
+    dev = read_nbest(args.nbest, need_reference=True)
+    dev_scores = scores_for(dev)
+    weights, _ = tune(dev, dev_scores)
+    results = {"models": args.model, "weights": asdict(weights), "unknown_words": args.unknown_words,
+               "dev": report(str(args.nbest), dev, dev_scores, weights)}
+    results["eval"] = []
+    for path in args.eval:
+        lists = read_nbest(path, need_reference=True)
+        results["eval"].append(report(str(path), lists, scores_for(lists), weights))
+    print("| file | utterances | first pass WER | rescored WER | oracle WER |")
+    print("|---|---:|---:|---:|---:|")
+    for row in [results["dev"], *results["eval"]]:
+        print(f"| {row['file']} | {row['utterances']} | {row['first_pass_wer']:.4f} | {row['rescored_wer']:.4f} | {row['oracle_wer']:.4f} |")
+    print(f"weights: {json.dumps(results['weights'])}")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+if __name__ == "__main__":
+    run_cli(main)
