@@ -14,7 +14,7 @@ ifneq ($(wildcard $(SHARED)/nltk_data),)
 export NLTK_DATA ?= $(SHARED)/nltk_data
 endif
 
-.PHONY: install serve test model-char model-captioner model-wikitext2 model-ngram compare-cells clean
+.PHONY: install serve test model-char model-captioner model-wikitext2 model-ngram compare-cells nbest rescoring clean
 
 install: $(STAMP)
 
@@ -73,6 +73,26 @@ model-ngram: $(STAMP)
 compare-cells: $(STAMP)
 	$(PYTHON) -m training.compare_cells --data $(SHARED)/ptb --style ptb --params 4000000 --epochs 4 \
 	  --run-dir runs/compare-ptb
+
+# The speech n-best set: WikiText-2 and PTB valid/test sentences spoken by espeak-ng and decoded
+# by pocketsphinx into 10-best lists (200 utterances per split; about 15 minutes on 2 CPU cores).
+nbest: $(STAMP)
+	tests/system_services.sh
+	mkdir -p runs/nbest
+	$(PYTHON) -m training.make_nbest --data $(SHARED)/ptb/ptb.valid.txt --style ptb --utterances 200 --output runs/nbest/ptb-dev.jsonl
+	$(PYTHON) -m training.make_nbest --data $(SHARED)/ptb/ptb.test.txt --style ptb --utterances 200 --output runs/nbest/ptb-test.jsonl
+	$(PYTHON) -m training.make_nbest --data $(SHARED)/wikitext-2/valid.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-dev.jsonl
+	$(PYTHON) -m training.make_nbest --data $(SHARED)/wikitext-2/test.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-test.jsonl
+
+# The README's rescoring table: weights tuned on each dev set, WER on its test set.
+RESCORE_MODELS_DIR = runs/ngram
+rescoring: $(STAMP)
+	for corpus in ptb wikitext2; do \
+	  for model in wikitext2-lstm shakespeare-char-lstm wikitext2-kn5 ptb-kn5; do \
+	    RNNSERVE_MODELS_DIR=$(RESCORE_MODELS_DIR) $(PYTHON) -m training.tune_rescoring --nbest runs/nbest/$$corpus-dev.jsonl \
+	      --model $$model --eval runs/nbest/$$corpus-test.jsonl --output runs/nbest/$$corpus-$$model.json || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Python packages: Debian's redis-server (tests start their own
-# servers on free ports; a shared one is started on 127.0.0.1:6379 when none answers there) and
-# Chromium (the browser tests drive it headless). Installed through apt-get when running as
+# servers on free ports; a shared one is started on 127.0.0.1:6379 when none answers there),
+# Chromium (the browser tests drive it headless) and espeak-ng (the speech n-best builder's test). Installed through apt-get when running as
 # root; otherwise this stops at once with the one command that installs them.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then

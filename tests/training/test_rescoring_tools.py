@@ -1,0 +1,74 @@
+"""The rescoring workflow's tools: n-best files read strictly, tuning that gives the same numbers
+in process and through the service, and the espeak-ng + pocketsphinx n-best builder."""
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPOSITORY_ROOT, SHIPPED_MODELS
+from tests.e2e.conftest import start_server
+from training.make_nbest import main as make_nbest, spoken_words
+from training.nbest_files import NBestFileError, read_nbest
+from training.tune_rescoring import main as tune
+
+SLICE = REPOSITORY_ROOT / "tests" / "data" / "nbest-ptb-dev-slice.jsonl"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no n-best lists"),
+    ('{"id": "a", "hypotheses": [{"text": "x"}]}\n{not json\n', ":2: not JSON"),
+    ('{"id": "a", "hypotheses": []}\n', ":1: 'hypotheses' must be a non-empty list"),
+    ('{"id": "a", "hypotheses": [{"words": "x"}]}\n', "needs a 'text' string"),
+    ('{"id": "a", "hypotheses": [{"text": "x", "acoustic_score": "high"}]}\n', "finite number"),
+    ('{"id": "a", "hypotheses": [{"text": "x", "acoustic_score": -1}, {"text": "y"}]}\n', "for every hypothesis or for none"),
+])
+def test_bad_nbest_files_name_the_line(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(NBestFileError, match=message):
+        read_nbest(path)
+
+
+def test_tuning_needs_references(tmp_path):
+    path = tmp_path / "unlabelled.jsonl"
+    path.write_text('{"id": "a", "hypotheses": [{"text": "x", "acoustic_score": -1}]}\n')
+    with pytest.raises(NBestFileError, match=":1: tuning needs a 'reference'"):
+        read_nbest(path, need_reference=True)
+
+
+def test_the_slice_is_real_recogniser_output():
+    lists = read_nbest(SLICE, need_reference=True)
+    assert len(lists) == 20 and all(len(n.hypotheses) >= 2 for n in lists)
+    assert all(h.acoustic_score < 0 for n in lists for h in n.hypotheses)
+
+
+def test_tuning_in_process_and_through_the_service_agree(tmp_path):
+    model = "wikitext2-lstm"
+    local = tune(["--nbest", str(SLICE), "--model", model, "--eval", str(SLICE), "--output", str(tmp_path / "w.json")])
+    dev = local["dev"]
+    assert dev["oracle_wer"] <= dev["rescored_wer"] and dev["oracle_wer"] <= dev["first_pass_wer"]
+    assert json.loads((tmp_path / "w.json").read_text())["weights"] == local["weights"]
+    server = start_server(tmp_path, tmp_path / "no-models", RNNSERVE_SERVE_SHIPPED_MODELS="true")
+    try:
+        remote = tune(["--nbest", str(SLICE), "--model", model, "--eval", str(SLICE), "--url", server.base_url])
+    finally:
+        server.stop()
+    assert remote["weights"] == local["weights"] and remote["dev"] == local["dev"] and remote["eval"] == local["eval"]
+
+
+def test_spoken_words_are_what_a_recogniser_writes():
+    assert spoken_words("The U.S. economy, he said, isn't \"booming\" -- yet.") == ["the", "u", "s", "economy", "he", "said", "isn't", "booming", "yet"]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="make test installs espeak-ng")
+def test_the_builder_speaks_decodes_and_scores(tmp_path):
+    corpus = tmp_path / "sentences.txt"
+    corpus.write_text("the company said it expects higher profits next year\nthe board met on friday to discuss the plan\n")
+    summary = make_nbest(["--data", str(corpus), "--style", "ptb", "--utterances", "2", "--nbest", "4", "--workers", "1",
+                          "--output", str(tmp_path / "out.jsonl")])
+    assert summary["utterances"] == 2
+    lists = read_nbest(tmp_path / "out.jsonl", need_reference=True)
+    assert {n.reference for n in lists} == {"the company said it expects higher profits next year", "the board met on friday to discuss the plan"}
+    for nbest in lists:
+        assert 1 <= len(nbest.hypotheses) <= 4 and len({h.text for h in nbest.hypotheses}) == len(nbest.hypotheses)
+        assert all(h.acoustic_score < 0 for h in nbest.hypotheses)
