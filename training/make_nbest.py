@@ -59,10 +59,12 @@ def corpus_sentences(path: Path, style: str, min_words: int, max_words: int) -> 
     sentences: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         tokens = line.split()
-        if not tokens or tokens[0] == "=" or "<unk>" in tokens or "N" in tokens:
+        if not tokens or tokens[0] == "=":  # a WikiText heading
             continue
         text = tokenizer.detokenize(tokens)
         for sentence in split_sentences(text) if style != "ptb" else [text]:
+            if "<unk>" in sentence or (style == "ptb" and "N" in sentence.split()):
+                continue
             words = spoken_words(sentence)
             if min_words <= len(words) <= max_words and not re.search(r"\d", sentence) and all(_SPOKEN.match(w) for w in words):
                 sentences.append(sentence)

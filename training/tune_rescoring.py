@@ -28,8 +28,10 @@ from models.rescoring import RescoringWeights, combined_score, count_words, rank
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.nbest_files import NBestList, read_nbest
 
-LM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0)
-PENALTIES = (-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
+# Grids wide enough for recognisers whose acoustic scores are hundreds of nats per utterance
+# (pocketsphinx's LM weight is 6.5 on its own scale).
+LM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0)
+PENALTIES = (-400.0, -200.0, -100.0, -50.0, -30.0, -20.0, -10.0, -5.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 400.0)
 BATCH = 64
 # Scores are compared at the precision the service returns them with.
 DECIMALS = 6
