@@ -12,6 +12,7 @@ from typing import Any
 
 from app.errors import ApiError
 from models.checkpoint import CONFIG_FILE
+from models.interpolation import Tokenization
 from models.registry import load_model
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class ModelInfo:
     path: Path
     extra: dict[str, Any]  # type-specific facts the HTTP layer needs (a captioner's image size)
     example_prompt: str | None = None  # what the playground offers first (config.json "example_prompt")
+    tokenization: Tokenization | None = None  # language and n-gram models: decides whether they mix per token
 
 
 def describe(loaded: Any) -> ModelInfo:
@@ -46,7 +48,16 @@ def describe(loaded: Any) -> ModelInfo:
         path=loaded.path,
         extra={"image_size": loaded.image_size} if hasattr(loaded, "image_size") else {},
         example_prompt=loaded.config.get("example_prompt"),
+        tokenization=tokenization(loaded),
     )
+
+
+def tokenization(loaded: Any) -> Tokenization | None:
+    if loaded.model_type not in ("rnn_lm", "ngram"):
+        return None
+    specials = set(loaded.vocab.specials.values())
+    config = loaded.tokenizer.config
+    return Tokenization(config.level, config.style, frozenset(t for t in loaded.vocab.tokens if t not in specials))
 
 
 def model_directories(models_dirs: list[Path]) -> dict[str, Path]:

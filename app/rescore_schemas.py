@@ -46,13 +46,18 @@ class RescoreRequest(RequestModel):
     word_insertion_penalty: float = Field(0.0, description="added once per word (positive favours longer hypotheses)")
     unknown_words: Literal["spell", "unk"] = Field("spell", description="how a word outside a model's vocabulary is scored "
                                                                         "(see /v1/score)")
+    interpolation: Literal["loglinear", "linear"] = Field(
+        "loglinear", description="loglinear: score adds weight·log p per model; linear: the models mix per token "
+                                 "(p = Σ weight·p_model, weights summing to 1) and score adds lm_weight·log p_mix")
+    lm_weight: float = Field(1.0, description="with linear interpolation: multiplies the mixture's log-probability")
     utterances: list[Utterance] = Field(min_length=1)
 
 
 class RescoredHypothesis(BaseModel):
     text: str
     acoustic_score: float | None
-    lm_logprobs: dict[str, float] = Field(description="natural-log probability of the hypothesis (start through end token) per model")
+    lm_logprobs: dict[str, float] = Field(description="natural-log probability of the hypothesis (start through end token) per model, "
+                                                      "and under 'linear' the mixture's")
     num_words: int
     score: float = Field(description="acoustic_weight·acoustic_score + Σ weight·lm_logprob + word_insertion_penalty·num_words")
 
@@ -66,5 +71,6 @@ class RescoredUtterance(BaseModel):
 
 class RescoreResponse(BaseModel):
     models: list[RescoreModel]
+    interpolation: str
     results: list[RescoredUtterance]
     cached: bool

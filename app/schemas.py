@@ -71,8 +71,16 @@ class GenerateResponse(BaseModel):
     cached: bool
 
 
+class WeightedModel(RequestModel):
+    model: StrictStr = Field(description="a language model or n-gram model id")
+    weight: float = Field(1.0, description="its weight")
+
+
 class ScoreRequest(RequestModel):
     model: StrictStr | None = None
+    models: list[WeightedModel] | None = Field(
+        None, min_length=2, description="instead of `model`: models mixed per token (`interpolation`: linear), weights summing to 1")
+    interpolation: Literal["linear"] | None = Field(None, description="how `models` combine: linear, p = Σ weight·p_model per token")
     texts: list[StrictStr] | None = Field(None, min_length=1, description="raw sentences, tokenized by the model's tokenizer")
     tokens: list[list[StrictStr]] | None = Field(
         None, min_length=1, description='pre-split tokens per sentence; "<eos>" is the end-of-sentence token'
@@ -99,7 +107,8 @@ class ScoreResult(BaseModel):
 
 
 class ScoreResponse(BaseModel):
-    model: str
+    model: str = Field(description="the model, or the mixed models joined by '+'")
+    models: list[WeightedModel] | None = None
     results: list[ScoreResult]
     ranking: list[int] = Field(description="indices of the inputs by logprob, best first")
     cached: bool

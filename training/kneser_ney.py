@@ -57,9 +57,10 @@ def _lookup(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return index
 
 
-def estimate(stream: np.ndarray, vocab_size: int, order: int) -> tuple[NGramModel, dict]:
+def estimate(stream: np.ndarray, vocab_size: int, order: int, ngram_ids: list | None = None) -> tuple[NGramModel, dict]:
     """Estimate the model from an id stream. Returns the model and a summary (n-gram counts and
-    discounts per order)."""
+    discounts per order). A list passed as `ngram_ids` receives, per order, the n-grams' id rows
+    in the order of that order's table (what an ARPA writer needs: the tables hold hashes)."""
     stream = np.asarray(stream, dtype=np.int64)
     if order < 1:
         raise ValueError("order must be at least 1")
@@ -96,6 +97,8 @@ def estimate(stream: np.ndarray, vocab_size: int, order: int) -> tuple[NGramMode
     unigram_keys = hash_ngrams([all_ids])
     sort = np.argsort(unigram_keys)
     tables.append(NGramTable(unigram_keys[sort], np.log(probs[sort]).astype(np.float32), np.zeros(vocab_size, dtype=np.float32)))
+    if ngram_ids is not None:
+        ngram_ids.append(all_ids[sort][:, None])
     lower_probs = probs[sort]  # linear probabilities aligned with the table, for interpolation
     summary["ngrams"]["1"] = int(vocab_size)
     summary["discounts"]["1"] = [round(x, 4) for x in d]
@@ -112,6 +115,8 @@ def estimate(stream: np.ndarray, vocab_size: int, order: int) -> tuple[NGramMode
         # The interpolation weight of a context is its back-off weight one order down.
         tables[k - 2].backoff[_lookup(tables[k - 2].keys, context_keys)] = np.log(context_gamma)
         tables.append(NGramTable(keys, np.log(probs).astype(np.float32), np.zeros(len(keys), dtype=np.float32)))
+        if ngram_ids is not None:
+            ngram_ids.append(rows)
         lower_probs = probs
         summary["ngrams"][str(k)] = int(len(keys))
         summary["discounts"][str(k)] = [round(x, 4) for x in d]

@@ -22,6 +22,7 @@ import numpy as np
 from models.ngram_checkpoint import save_ngram_model
 from training.corpus import CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus
 from training.evaluation import perplexity
+from training.arpa import write_arpa
 from training.kneser_ney import estimate
 from training.spelling import DEFAULT_ORDER, attach_spelling
 from training.cli import check_export_target, parser_for, run_cli
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
                         help="run the text through the service's tokenizer; default: on for --style plain only")
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
+    parser.add_argument("--arpa", type=Path, default=None, help="also write the model as an ARPA file (.gz to compress)")
     parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
                         help="order of the character n-gram that spells unknown words (word models; 0: none)")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     # The stream starts after a boundary token, as every line after the first does.
     train = np.concatenate([[boundary], corpus.train.numpy()])
     started = time.time()
-    model, summary = estimate(train, len(corpus.vocab), args.order)
+    ngram_ids: list = []
+    model, summary = estimate(train, len(corpus.vocab), args.order, ngram_ids)
     logger.info("estimated %d n-grams in %.1f s", model.num_ngrams, time.time() - started)
 
     metrics: dict = {}
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     save_ngram_model(args.output, model, corpus.vocab, tokenizer_config,
                      {"model_id": args.output.name, **corpus_reading(tokenize_raw), "provenance": provenance, "metrics": metrics})
+    if args.arpa is not None:
+        write_arpa(args.arpa, corpus.vocab.tokens, ngram_ids, [t.logprob for t in model.tables], [t.backoff for t in model.tables],
+                   boundary=tokenizer_config.start_token)
+        logger.info("wrote %s", args.arpa)
     if args.level == "word" and args.spelling_order > 0:
         attach_spelling(args.output, corpus.vocab, corpus.train_counts, args.spelling_order)
     logger.info("exported %s: %s", args.output, metrics)

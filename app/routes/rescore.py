@@ -9,12 +9,13 @@ from fastapi import APIRouter
 
 from app.cache import cache_key
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
-from app.engine.base import ScoreInput
 from app.errors import ApiError
 from app.rescore_schemas import RescoreModel, RescoreRequest, RescoreResponse
+from app.scoring_requests import check_interpolation, mix_results, score_texts
 from models.rescoring import RescoringWeights, combined_score, count_words, ranking
 
 router = APIRouter(tags=["score"])
+LINEAR = "linear"  # the mixture's entry in lm_logprobs
 
 
 def check_limits(body: RescoreRequest, settings) -> None:
@@ -44,17 +45,21 @@ async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, 
     infos = [store.resolve(m.model, "language_model", param=f"models.{i}.model", also=("ngram",)) for i, m in enumerate(requested)]
     texts = [h.text for u in body.utterances for h in u.hypotheses]
     contexts = [u.context for u in body.utterances for _ in u.hypotheses]
-    chunk = settings.max_score_texts
-
-    async def model_logprobs(model_id: str) -> list[float]:
-        jobs = [engine.score(ScoreInput(model_id, texts=texts[i : i + chunk], unknown_words=body.unknown_words,
-                                        contexts=contexts[i : i + chunk]))
-                for i in range(0, len(texts), chunk)]
-        return [result.logprob for part in await asyncio.gather(*jobs) for result in part]
+    linear = body.interpolation == "linear"
+    if linear:
+        if len(infos) < 2:
+            raise ApiError(422, "linear interpolation mixes two or more models", "models")
+        check_interpolation(infos, [m.weight for m in requested])
 
     async def compute() -> dict:
-        logprobs = dict(zip([info.model_id for info in infos], await asyncio.gather(*(model_logprobs(i.model_id) for i in infos))))
-        weights = RescoringWeights({m.model: m.weight for m in requested}, body.acoustic_weight, body.word_insertion_penalty)
+        scored = await asyncio.gather(*(score_texts(engine, info.model_id, texts, contexts, body.unknown_words, settings.max_score_texts)
+                                        for info in infos))
+        logprobs = {info.model_id: [r.logprob for r in results] for info, results in zip(infos, scored)}
+        if linear:
+            logprobs[LINEAR] = [r.logprob for r in mix_results(list(scored), [m.weight for m in requested])]
+            weights = RescoringWeights({LINEAR: body.lm_weight}, body.acoustic_weight, body.word_insertion_penalty)
+        else:
+            weights = RescoringWeights({m.model: m.weight for m in requested}, body.acoustic_weight, body.word_insertion_penalty)
         results, position = [], 0
         for utterance in body.utterances:
             hypotheses = []
@@ -71,4 +76,4 @@ async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, 
     key = cache_key("+".join(i.model_id for i in infos), "+".join(i.revision for i in infos), "rescore",
                     body.model_dump(exclude={"models"}) | {"weights": [m.weight for m in requested]})
     result, cached = await cache.get_or_compute(key, compute)
-    return RescoreResponse(models=requested, cached=cached, **result)
+    return RescoreResponse(models=requested, interpolation=body.interpolation, cached=cached, **result)
