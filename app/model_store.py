@@ -48,16 +48,9 @@ def describe(loaded: Any) -> ModelInfo:
         path=loaded.path,
         extra={"image_size": loaded.image_size} if hasattr(loaded, "image_size") else {},
         example_prompt=loaded.config.get("example_prompt"),
-        tokenization=tokenization(loaded),
+        tokenization=Tokenization.of(loaded) if loaded.model_type in ("rnn_lm", "ngram") else None,
     )
 
-
-def tokenization(loaded: Any) -> Tokenization | None:
-    if loaded.model_type not in ("rnn_lm", "ngram"):
-        return None
-    specials = set(loaded.vocab.specials.values())
-    config = loaded.tokenizer.config
-    return Tokenization(config.level, config.style, frozenset(t for t in loaded.vocab.tokens if t not in specials))
 
 
 def model_directories(models_dirs: list[Path]) -> dict[str, Path]:

@@ -25,6 +25,13 @@ class Tokenization:
     style: str
     words: frozenset[str]
 
+    @classmethod
+    def of(cls, loaded) -> "Tokenization":
+        """Of a loaded language or n-gram model (anything with a vocabulary and a tokenizer)."""
+        specials = set(loaded.vocab.specials.values())
+        config = loaded.tokenizer.config
+        return cls(config.level, config.style, frozenset(t for t in loaded.vocab.tokens if t not in specials))
+
 
 def incompatibility(first: Tokenization, other: Tokenization) -> str | None:
     """Why `other` cannot be mixed per token with `first`, or None when it can."""

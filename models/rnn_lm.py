@@ -183,6 +183,16 @@ class RNNLanguageModel(nn.Module):
         hidden, new_state = self.hidden(tokens, state, lengths)
         return self.output_logits(hidden), new_state  # (B, T, V)
 
+    def target_logprobs(self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """log p(targets | tokens so far), (B, T), natural log (the adaptive head's cheap path)."""
+        hidden, new_state = self.hidden(tokens, state)
+        flat_hidden = hidden.reshape(-1, hidden.size(-1)).float()
+        if self.adaptive is not None:
+            picked = self.adaptive(flat_hidden, targets.reshape(-1)).output
+        else:
+            picked = self.decoder(flat_hidden).float().log_softmax(-1).gather(1, targets.reshape(-1, 1)).squeeze(1)
+        return picked.view(targets.shape), new_state
+
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Mean cross-entropy in nats over all positions (cheap path for the adaptive head)."""
         hidden, new_state = self.hidden(tokens, state)

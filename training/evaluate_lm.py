@@ -3,6 +3,11 @@
     python -m training.evaluate_lm weights/wikitext2-lstm --data ../shared/data/wikitext-2/test.txt
 
 Works for recurrent models and for n-gram models (`training.train_ngram`) alike.
+`--interpolate MODEL:WEIGHT` mixes other models in per token (p = Σ λ p_model; the first model
+gets the remaining weight), `--interpolate MODEL --tune-on VALID` chooses the weight on VALID:
+
+    python -m training.evaluate_lm wikitext2-lstm --data ../shared/data/wikitext-2/test.txt \
+        --interpolate runs/ngram/wikitext2-kn5 --tune-on ../shared/data/wikitext-2/valid.txt
 The file is read like the model's training read its corpus (one <eos> per line for word
 models, through the service's tokenizer when training tokenized raw text; every character for
 char models) and scored as one stream with the hidden state carried across lines; the
@@ -14,13 +19,15 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.checkpoint import CheckpointError
 from models.registry import load_model
 from training.corpus import model_reads_raw_text, read_tokens
-from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, perplexity
-from training.cli import parser_for, resolve_model, run_cli
+from models.interpolation import Tokenization, check_weights, incompatibility, mix
+from training.cli import UsageError, parser_for, resolve_model, run_cli
+from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, loaded_model_token_logprobs, perplexity
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -30,6 +37,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)
     parser.add_argument("--bptt", type=int, default=EVAL_BPTT)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--interpolate", action="append", default=[], metavar="MODEL:WEIGHT",
+                        help="mix this model in per token with this weight (repeat; the first model gets the rest)")
+    parser.add_argument("--tune-on", type=Path, default=None,
+                        help="choose the --interpolate model's weight (one model; give it as MODEL) on this file, e.g. valid")
     args = parser.parse_args(argv)
     loaded = load_model(args.checkpoint, args.device)
     if loaded.model_type not in ("rnn_lm", "ngram"):
@@ -49,8 +60,67 @@ def main(argv: list[str] | None = None) -> dict:
         "perplexity": round(perplexity(loss), 3),
         "tokens_per_second": round((ids.numel() - 1) / seconds, 1),
     }
+    if args.interpolate:
+        result["interpolation"] = interpolated(loaded, args, result["perplexity"])
     print(json.dumps(result, indent=2))
     return result
+
+
+def parse_mixture(specs: list[str], tune: bool) -> list[tuple[Path, float | None]]:
+    parts = []
+    for spec in specs:
+        name, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "")
+        if tune:
+            parts.append((resolve_model(name or spec), None))
+            continue
+        try:
+            parts.append((resolve_model(name), float(weight)))
+        except ValueError as error:
+            raise UsageError(f"--interpolate {spec}: give MODEL:WEIGHT (or --tune-on FILE)") from error
+    if tune and len(parts) != 1:
+        raise UsageError("--tune-on chooses the weight of exactly one --interpolate model")
+    return parts
+
+
+def mixture_logprobs(models: list, path: Path) -> np.ndarray:
+    """(models, tokens): every model's log p of each token of `path`, read as the first model's
+    training read its corpus."""
+    first = models[0]
+    tokens = read_tokens(path, first.tokenizer.config, model_reads_raw_text(first.config))
+    rows = []
+    for model in models:
+        ids = torch.tensor(model.vocab.encode(tokens), dtype=torch.long)
+        rows.append(loaded_model_token_logprobs(model, ids))
+    return np.stack(rows)
+
+
+def interpolated(loaded, args, alone: float) -> dict:
+    """Perplexity of the first model mixed per token with the --interpolate models."""
+    parts = parse_mixture(args.interpolate, args.tune_on is not None)
+    others = [load_model(path, args.device) for path, _ in parts]
+    first_tokens = Tokenization.of(loaded)
+    for other in others:
+        if other.model_type not in ("rnn_lm", "ngram"):
+            raise UsageError(f"{other.model_id} is not a language model")
+        why = incompatibility(first_tokens, Tokenization.of(other))
+        if why or other.tokenizer.config.start_token != loaded.tokenizer.config.start_token:
+            raise UsageError(f"{other.model_id} cannot be mixed per token with {loaded.model_id}: {why or 'other sentence boundaries'}")
+    models = [loaded, *others]
+    tuned_on = None
+    if args.tune_on is not None:
+        tune = mixture_logprobs(models, args.tune_on)
+        grid = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+        losses = [-mix(tune, [1 - w, w]).mean() for w in grid]
+        weights = [float(1 - grid[int(np.argmin(losses))]), float(grid[int(np.argmin(losses))])]
+        tuned_on = str(args.tune_on)
+    else:
+        weights = [1.0 - sum(w for _, w in parts), *[w for _, w in parts]]
+    check_weights(weights)
+    loss = float(-mix(mixture_logprobs(models, args.data), weights).mean())
+    return {"weights": {m.model_id: round(w, 4) for m, w in zip(models, weights)}, "tuned_on": tuned_on,
+            "loss_nats_per_token": round(loss, 5), "perplexity": round(perplexity(loss), 3),
+            "first_model_alone_perplexity": alone}
+
 
 
 if __name__ == "__main__":

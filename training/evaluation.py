@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from models.rnn_lm import RNNLanguageModel
@@ -34,6 +35,29 @@ def stream_loss(
         count += targets.numel()
     model.train(was_training)
     return total / count
+
+
+@torch.inference_mode()
+def stream_token_logprobs(model: RNNLanguageModel, ids: torch.Tensor, bptt: int = EVAL_BPTT, device: torch.device | str = "cpu") -> np.ndarray:
+    """log p of every token after the first (natural log), the stream read as `stream_loss`
+    reads it with batch size 1: what per-token interpolation mixes."""
+    was_training = model.training
+    model.eval()
+    data = batchify(ids, 1).to(device)
+    state = model.init_state(1, device)
+    parts = []
+    for _, inputs, targets in windows(data, bptt):
+        picked, state = model.target_logprobs(inputs, targets, state)
+        parts.append(picked.reshape(-1).double().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(parts)
+
+
+def loaded_model_token_logprobs(loaded, ids: torch.Tensor, bptt: int = EVAL_BPTT, device="cpu") -> np.ndarray:
+    """`stream_token_logprobs` for any loaded language model (an n-gram's from its own history)."""
+    if loaded.model_type == "ngram":
+        return loaded.model.token_logprobs(ids.numpy(), context=1)
+    return stream_token_logprobs(loaded.model, ids, bptt, device)
 
 
 def loaded_model_stream_loss(loaded, ids: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE, bptt: int = EVAL_BPTT, device="cpu") -> float:
