@@ -158,6 +158,12 @@ class RNNLanguageModel(nn.Module):
         layer by layer: for one time step this avoids nn.LSTM's per-call set-up (and oneDNN's),
         which costs several times the arithmetic at small batch sizes on the CPU.
         """
+        hidden, new_state = self.step_hidden(tokens, state)
+        return self.output_logits(hidden), new_state
+
+    @torch.inference_mode()
+    def step_hidden(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """`step` before the output layer: tokens (B,) -> (top-layer output (B, D), state)."""
         if self.training:
             raise RuntimeError("step() is for inference; call eval() first")
         x = self.embedding(tokens)  # (B, E)
@@ -175,7 +181,15 @@ class RNNLanguageModel(nn.Module):
         if self.projection is not None:
             x = self.projection(x)
         new_state = (torch.stack(new_h), torch.stack(new_c)) if new_c else (torch.stack(new_h),)
-        return self.output_logits(x), new_state
+        return x, new_state
+
+    def logprobs_of(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) for each row of top-layer outputs (N, D) and its target (N,): the
+        adaptive head reads only the head and the target's cluster."""
+        hidden = hidden.float()
+        if self.adaptive is not None:
+            return self.adaptive(hidden, targets).output
+        return self.decoder(hidden).float().log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1)
 
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
@@ -186,11 +200,7 @@ class RNNLanguageModel(nn.Module):
     def target_logprobs(self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """log p(targets | tokens so far), (B, T), natural log (the adaptive head's cheap path)."""
         hidden, new_state = self.hidden(tokens, state)
-        flat_hidden = hidden.reshape(-1, hidden.size(-1)).float()
-        if self.adaptive is not None:
-            picked = self.adaptive(flat_hidden, targets.reshape(-1)).output
-        else:
-            picked = self.decoder(flat_hidden).float().log_softmax(-1).gather(1, targets.reshape(-1, 1)).squeeze(1)
+        picked = self.logprobs_of(hidden.reshape(-1, hidden.size(-1)), targets.reshape(-1))
         return picked.view(targets.shape), new_state
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:

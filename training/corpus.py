@@ -89,7 +89,10 @@ def model_reads_raw_text(config: dict[str, Any]) -> bool:
 def untokenized_tokens(counts: Counter[str]) -> tuple[float, list[str]]:
     """Share of the running tokens that look like words with punctuation glued on, and the
     most frequent of them."""
-    glued = [(token, count) for token, count in counts.items() if _GLUED_PUNCTUATION.match(token)]
+    # A word with punctuation glued on whose bare form also occurs ("mat." beside "mat"), not an
+    # abbreviation that a tokenized corpus keeps whole ("mr.", "corp.").
+    glued = [(token, count) for token, count in counts.items()
+             if _GLUED_PUNCTUATION.match(token) and token.strip(".,;:!?\"()") in counts]
     total = sum(counts.values()) or 1
     share = sum(count for _, count in glued) / total
     return share, [token for token, _ in sorted(glued, key=lambda item: -item[1])[:8]]

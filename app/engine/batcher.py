@@ -18,6 +18,7 @@ from app.engine.base import ScoredText
 from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
 from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
 from models.checkpoint import LoadedLanguageModel
+from models.prefix_scoring import shares_prefixes
 from models.generation import CompletionTracker, decode_step, prefill
 from models.sampling import BatchSampler, InvalidParameter
 
@@ -171,7 +172,10 @@ def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max
     for model_id, items in by_model.items():
         loaded = models[model_id]
         flat = [(job_index, item_index, item) for job_index, (_, encoded) in enumerate(items) for item_index, item in enumerate(encoded)]
-        flat.sort(key=lambda entry: len(entry[2].ids))
+        # Sequences sharing prefixes (n-best lists) go together so each chunk scores them
+        # through one prefix tree; others by length, for the least padding.
+        sharing = shares_prefixes([entry[2].ids for entry in flat])
+        flat.sort(key=(lambda entry: entry[2].ids) if sharing else (lambda entry: len(entry[2].ids)))
         results: list[list[ScoredText | None]] = [[None] * len(encoded) for _, encoded in items]
         for start in range(0, len(flat), max_batch_size):
             chunk = flat[start : start + max_batch_size]

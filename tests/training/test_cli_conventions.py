@@ -115,7 +115,7 @@ def test_plain_text_is_tokenized_the_way_requests_are(raw_corpus, tmp_path, caps
 def test_an_untokenized_vocabulary_is_warned_about(raw_corpus, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         train_ngram(["--data", str(raw_corpus), "--order", "2", "--style", "plain", "--no-tokenize-raw", "--output", str(tmp_path / "kn")])
-    assert "LOOKS UNTOKENIZED" in caplog.text and "'mat.'" in caplog.text
+    assert "LOOKS UNTOKENIZED" in caplog.text and "'dog,'" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         train_ngram(["--data", str(raw_corpus), "--order", "2", "--style", "plain", "--output", str(tmp_path / "kn-tokenized")])
