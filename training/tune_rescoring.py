@@ -23,6 +23,7 @@ import httpx
 import jiwer
 from tqdm import tqdm
 
+from models.interpolation import Tokenization, check_weights, incompatibility, mix
 from models.registry import load_model
 from models.rescoring import RescoringWeights, combined_score, count_words, ranking
 from training.cli import UsageError, parser_for, resolve_model, run_cli
@@ -39,27 +40,57 @@ DECIMALS = 6
 Scores = dict[str, list[list[float]]]  # model id -> per n-best list, per hypothesis
 
 
-def score_in_process(lists: list[NBestList], model_names: list[str], unknown_words: str) -> Scores:
+MIXTURE = "linear"  # the per-token mixture's name among the models' scores
+
+
+def score_in_process(lists: list[NBestList], model_names: list[str], unknown_words: str, mixture: list[float] | None = None) -> Scores:
     scores: Scores = {}
+    token_logprobs: list[list[list[float]]] = []  # per model, per hypothesis (for a mixture)
+    loaded_models = []
     for name in model_names:
         loaded = load_model(resolve_model(name), "cpu")
         if loaded.model_type not in ("rnn_lm", "ngram"):
             raise UsageError(f"{name} is a {loaded.model_type}, not a language model")
         flat = [(h.text, nbest.context) for nbest in lists for h in nbest.hypotheses]
         values: list[float] = []
+        per_token: list[list[float]] = []
         for start in tqdm(range(0, len(flat), BATCH), desc=f"scoring with {loaded.model_id}", file=sys.stderr, leave=False):
             encoded = [loaded.encode_text(text, True, True, context) for text, context in flat[start : start + BATCH]]
-            values.extend(round(r.score.logprob, DECIMALS) for r in loaded.score_encoded(encoded, unknown_words))
+            for result in loaded.score_encoded(encoded, unknown_words):
+                values.append(round(result.score.logprob, DECIMALS))
+                per_token.append([round(v, DECIMALS) for v in result.score.token_logprobs])
         scores[name] = _regroup(lists, values)
+        token_logprobs.append(per_token)
+        loaded_models.append(loaded)
+    if mixture is not None:
+        check_mixture(loaded_models, mixture)
+        mixed = [round(float(mix(list(rows), mixture).sum()), DECIMALS) for rows in zip(*token_logprobs)]
+        scores = {MIXTURE: _regroup(lists, mixed)}
     return scores
 
 
-def score_through_service(lists: list[NBestList], model_names: list[str], unknown_words: str, url: str) -> Scores:
-    per_model: dict[str, list[float]] = {name: [] for name in model_names}
+def check_mixture(models: list, weights: list[float]) -> None:
+    if len(weights) != len(models):
+        raise UsageError(f"--mix gives {len(weights)} weights for {len(models)} models")
+    try:
+        check_weights(weights)
+    except ValueError as error:
+        raise UsageError(f"--mix: {error}") from error
+    for other in models[1:]:
+        why = incompatibility(Tokenization.of(models[0]), Tokenization.of(other))
+        if why:
+            raise UsageError(f"{other.model_id} cannot be mixed per token with {models[0].model_id}: {why}")
+
+
+def score_through_service(lists: list[NBestList], model_names: list[str], unknown_words: str, url: str,
+                          mixture: list[float] | None = None) -> Scores:
+    names = [MIXTURE] if mixture is not None else model_names
+    per_model: dict[str, list[float]] = {name: [] for name in names}
     with httpx.Client(base_url=url.rstrip("/"), timeout=600) as client:
         for start in tqdm(range(0, len(lists), 32), desc="scoring through the service", file=sys.stderr, leave=False):
-            body = {"models": [{"model": name, "weight": 1.0} for name in model_names], "acoustic_weight": 0.0,
-                    "unknown_words": unknown_words,
+            weights = mixture or [1.0] * len(model_names)
+            body = {"models": [{"model": name, "weight": w} for name, w in zip(model_names, weights)], "acoustic_weight": 0.0,
+                    "unknown_words": unknown_words, "interpolation": "linear" if mixture is not None else "loglinear",
                     "utterances": [{"id": n.id, "context": n.context, "hypotheses": [{"text": h.text} for h in n.hypotheses]}
                                    for n in lists[start : start + 32]]}
             response = client.post("/v1/rescore", json=body)
@@ -67,7 +98,7 @@ def score_through_service(lists: list[NBestList], model_names: list[str], unknow
                 raise UsageError(f"{url}/v1/rescore answered {response.status_code}: {response.text[:300]}")
             for result in response.json()["results"]:
                 for hypothesis in result["hypotheses"]:
-                    for name in model_names:
+                    for name in names:
                         per_model[name].append(hypothesis["lm_logprobs"][name])
     return {name: _regroup(lists, values) for name, values in per_model.items()}
 
@@ -138,17 +169,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, default=None, help="write the weights and WERs as JSON here")
     parser.add_argument("--url", default=None, help="score through this running service instead of in process")
     parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell")
+    parser.add_argument("--mix", default=None, metavar="W1,W2,...",
+                        help="mix the models per token with these weights (summing to 1) into one language model, "
+                             "instead of combining them log-linearly")
     args = parser.parse_args(argv)
+    mixture = None
+    if args.mix is not None:
+        try:
+            mixture = [float(w) for w in args.mix.split(",")]
+        except ValueError as error:
+            raise UsageError(f"--mix {args.mix}: give comma-separated weights") from error
 
     def scores_for(lists: list[NBestList]) -> Scores:
         if args.url:
-            return score_through_service(lists, args.model, args.unknown_words, args.url)
-        return score_in_process(lists, args.model, args.unknown_words)
+            return score_through_service(lists, args.model, args.unknown_words, args.url, mixture)
+        return score_in_process(lists, args.model, args.unknown_words, mixture)
 
     dev = read_nbest(args.nbest, need_reference=True)
     dev_scores = scores_for(dev)
     weights, _ = tune(dev, dev_scores)
-    results = {"models": args.model, "weights": asdict(weights), "unknown_words": args.unknown_words,
+    results = {"models": args.model, "mix": mixture, "weights": asdict(weights), "unknown_words": args.unknown_words,
                "dev": report(str(args.nbest), dev, dev_scores, weights)}
     results["eval"] = []
     for path in args.eval:

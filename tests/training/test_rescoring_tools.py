@@ -72,3 +72,17 @@ def test_the_builder_speaks_decodes_and_scores(tmp_path):
     for nbest in lists:
         assert 1 <= len(nbest.hypotheses) <= 4 and len({h.text for h in nbest.hypotheses}) == len(nbest.hypotheses)
         assert all(h.acoustic_score < 0 for h in nbest.hypotheses)
+
+
+def test_a_per_token_mixture_as_one_language_model(tiny_corpus, tiny_model_path, tmp_path):
+    from training.train_ngram import main as train_ngram
+
+    ngram = tmp_path / "tiny-kn3-wikitext"
+    train_ngram(["--data", str(tiny_corpus), "--order", "3", "--output", str(ngram)])
+    alone = tune(["--nbest", str(SLICE), "--model", str(tiny_model_path)])
+    all_on_first = tune(["--nbest", str(SLICE), "--model", str(tiny_model_path), "--model", str(ngram), "--mix", "1,0"])
+    assert all_on_first["mix"] == [1.0, 0.0] and all_on_first["dev"] == alone["dev"]
+    half = tune(["--nbest", str(SLICE), "--model", str(tiny_model_path), "--model", str(ngram), "--mix", "0.5,0.5"])
+    assert list(half["weights"]["lm_weights"]) == ["linear"]
+    with pytest.raises(Exception, match="sum to 1"):
+        tune(["--nbest", str(SLICE), "--model", str(tiny_model_path), "--model", str(ngram), "--mix", "0.5,0.6"])
