@@ -6,7 +6,8 @@
 Each utterance's n-best list is scored as one call (what one /v1/rescore request's hypotheses
 become), from the start token through the end token, first flat (every hypothesis run whole,
 `models.scoring.score_sequences`) then through the prefix tree (`models.prefix_scoring`), for
---repeats passes each in alternation; hypotheses/s and tokens/s are the medians. The two give
+--repeats passes each in alternation; an n-gram model's shared scoring looks each distinct
+history window up once (`NGramModel.score_sequences`); hypotheses/s and tokens/s are the medians. The two give
 the same numbers (checked here too). Prints a table; writes bench/results/prefix-scoring.{md,json,png}.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.prefix_scoring import distinct_prefixes, score_prefix_tree
@@ -35,9 +37,20 @@ def timed(function, lists) -> float:
     return time.perf_counter() - started
 
 
+def scorers(loaded):
+    """(flat, shared) scoring functions: sequences -> per-token log-probabilities. For an n-gram
+    model the shared one looks each distinct history window up once (its cache of contexts)."""
+    if loaded.model_type == "ngram":
+        model = loaded.model
+        return (lambda seqs: [model.token_logprobs(np.asarray(s), context=1).tolist() for s in seqs],
+                lambda seqs: [v.tolist() for v in model.score_sequences(seqs)])
+    return (lambda seqs: [r.token_logprobs for r in score_sequences(loaded.model, seqs)],
+            lambda seqs: [r.token_logprobs for r in score_prefix_tree(loaded.model, seqs)])
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = parser_for(__doc__)
-    parser.add_argument("models", nargs="+", type=resolve_model, help="recurrent language models")
+    parser.add_argument("models", nargs="+", type=resolve_model, help="recurrent or n-gram language models")
     parser.add_argument("--nbest", type=Path, nargs="+", required=True, help="n-best files (JSON lines)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
@@ -52,13 +65,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             hypotheses = sum(len(l) for l in lists)
             tokens = sum(len(s) - 1 for l in lists for s in l)
             nodes = sum(distinct_prefixes(l) for l in lists)
+            flat_scores, shared_scores = scorers(loaded)
             for sequences in lists[:5]:  # the same numbers
-                for f, t in zip(score_sequences(loaded.model, sequences), score_prefix_tree(loaded.model, sequences)):
-                    assert max(abs(a - b) for a, b in zip(f.token_logprobs, t.token_logprobs)) < 1e-4
+                for f, t in zip(flat_scores(sequences), shared_scores(sequences)):
+                    assert max(abs(a - b) for a, b in zip(f, t)) < 1e-4
             flat, tree = [], []
             for _ in range(args.repeats):
-                flat.append(timed(lambda s: score_sequences(loaded.model, s), lists))
-                tree.append(timed(lambda s: score_prefix_tree(loaded.model, s), lists))
+                flat.append(timed(flat_scores, lists))
+                tree.append(timed(shared_scores, lists))
             flat_s, tree_s = statistics.median(flat), statistics.median(tree)
             row = {"model": loaded.model_id, "nbest": path.name, "utterances": len(lists),
                    "hypotheses_per_list": round(hypotheses / len(lists), 1), "tokens": tokens,

@@ -105,6 +105,54 @@ class NGramModel:
             pending_backoff[unmatched] += bow[~ngram_found]
         return result + pending_backoff
 
+    def window_logprobs(self, windows: np.ndarray) -> np.ndarray:
+        """log p(last id | the ids before it) for each row of `windows` (N, order): the history
+        is right-aligned, -1 where a row has less of it (a sequence's start). A token's
+        probability depends on nothing else, so a batch of sequences is scored as its distinct
+        windows (`score_sequences`): an n-best list's shared prefixes are looked up once."""
+        windows = np.asarray(windows, dtype=np.int64)
+        targets = windows[:, -1]
+        history = (windows[:, :-1] >= 0).sum(axis=1)  # right-aligned: the known ids before the target
+        result = self.tables[0].logprob[self._unigram_index[targets]].astype(np.float64)
+        pending_backoff = np.zeros(len(windows), dtype=np.float64)
+        width = windows.shape[1]
+        for k in range(2, self.order + 1):
+            usable = np.flatnonzero(history >= k - 1)
+            if not len(usable):
+                break
+            rows = windows[usable]
+            context_keys = hash_ngrams([rows[:, width - k + j] for j in range(k - 1)])
+            context_found, context_index = self.tables[k - 2].find(context_keys)
+            ngram_keys = hash_ngrams([rows[:, width - k + j] for j in range(k)])
+            ngram_found, ngram_index = self.tables[k - 1].find(ngram_keys)
+            bow = np.where(context_found, self.tables[k - 2].backoff[context_index], 0.0)
+            prob = self.tables[k - 1].logprob[ngram_index]
+            matched = usable[ngram_found]
+            result[matched] = prob[ngram_found]
+            pending_backoff[matched] = 0.0
+            unmatched = usable[~ngram_found]
+            pending_backoff[unmatched] += bow[~ngram_found]
+        return result + pending_backoff
+
+    def score_sequences(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        """`token_logprobs(s, context=1)` for every sequence, computed once per distinct window."""
+        windows = []
+        for sequence in sequences:
+            padded = [-1] * (self.order - 1) + list(sequence)
+            windows.extend(padded[i : i + self.order] for i in range(1, len(sequence)))
+        if not windows:
+            return [np.zeros(0) for _ in sequences]
+        array = np.asarray(windows, dtype=np.int64)
+        if array.max() >= self.vocab_size or (array[:, -1] < 0).any():
+            raise ValueError("id outside the vocabulary")
+        distinct, inverse = np.unique(array, axis=0, return_inverse=True)
+        values = self.window_logprobs(distinct)[inverse.reshape(-1)]
+        results, position = [], 0
+        for sequence in sequences:
+            results.append(values[position : position + len(sequence) - 1])
+            position += len(sequence) - 1
+        return results
+
     def stream_loss(self, ids: np.ndarray) -> float:
         """Mean negative log-likelihood (nats) of a stream, its first token context only: the
         tokens a recurrent model's stream evaluation counts."""

@@ -33,7 +33,7 @@ class LoadedNGramModel(LoadedModel, TextEncoding):
     def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
         if any(len(s) < 2 for s in sequences):
             raise ValueError("each sequence needs a context token and at least one token to score")
-        return [summarise(self.model.token_logprobs(np.asarray(s), context=1).tolist()) for s in sequences]
+        return [summarise(values.tolist()) for values in self.model.score_sequences(sequences)]
 
 
 def save_ngram_model(directory: str | Path, model: NGramModel, vocab: Vocabulary, tokenizer_config: TokenizerConfig, extra: dict[str, Any] | None = None) -> Path:

@@ -3,7 +3,7 @@ tree: each distinct prefix runs through the recurrent model once.
 
 The tree is walked one depth at a time: all nodes of a depth form one batch of a single fused
 cell step (each from its parent's state), and the output layer runs once at the end for every
-token asked for. Nodes come from all the sequences given, so branches of one list and the lists
+distinct (prefix, next token) pair. Nodes come from all the sequences given, so branches of one list and the lists
 of several requests share the work. Results equal scoring each
 sequence on its own (`models.scoring.score_sequences`) up to float rounding.
 """
@@ -75,9 +75,19 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
             offset[node] = total + row
         outputs.append(hidden)
         total += len(nodes)
-    rows = [offset[node_of[tuple(s[: i + 1])]] for s in sequences for i in range(len(s) - 1)]
-    targets = [t for s in sequences for t in s[1:]]
-    values = model.logprobs_of(torch.cat(outputs)[torch.tensor(rows, device=device)], torch.tensor(targets, device=device)).cpu().tolist()
+    # Each distinct (prefix, next token) pair once: hypotheses that share a prefix mostly share
+    # its next token too, so the output layer's work shrinks like the recurrent work.
+    pair_index: dict[tuple[int, int], int] = {}
+    lookups = []
+    for sequence in sequences:
+        for i in range(len(sequence) - 1):
+            pair = (offset[node_of[tuple(sequence[: i + 1])]], sequence[i + 1])
+            lookups.append(pair_index.setdefault(pair, len(pair_index)))
+    pairs = list(pair_index)
+    rows = torch.tensor([row for row, _ in pairs], device=device)
+    targets = torch.tensor([target for _, target in pairs], device=device)
+    unique_values = model.logprobs_of(torch.cat(outputs)[rows], targets).cpu().tolist()
+    values = [unique_values[i] for i in lookups]
     results, position = [], 0
     for sequence in sequences:
         results.append(summarise(values[position : position + len(sequence) - 1]))

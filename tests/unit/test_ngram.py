@@ -138,3 +138,20 @@ def test_tables_must_be_sorted():
     tensors["keys.2"] = tensors["keys.2"][::-1].copy()
     with pytest.raises(ValueError):
         NGramModel.from_tensors(tensors, 2, 16)
+
+
+def test_batched_distinct_windows_equal_per_sequence_scoring(tiny_ngram_path):
+    """An n-best list's shared prefixes are looked up once; the numbers are those of scoring each
+    sequence on its own, start-of-sequence histories included."""
+    import random
+
+    from models.registry import load_model
+
+    model = load_model(tiny_ngram_path).model
+    rng = random.Random(3)
+    base = [[rng.randrange(model.vocab_size) for _ in range(rng.randint(1, 9))] for _ in range(6)]
+    sequences = [b[: rng.randint(1, len(b))] + [rng.randrange(model.vocab_size) for _ in range(rng.randint(1, 3))]
+                 for b in base for _ in range(5)]
+    batched = model.score_sequences(sequences)
+    for sequence, values in zip(sequences, batched):
+        assert values.tolist() == pytest.approx(model.token_logprobs(np.asarray(sequence), context=1).tolist(), abs=1e-9)
