@@ -119,11 +119,12 @@ class CaptionText(BaseModel):
     logprob: float = Field(description="natural-log probability of the caption's tokens (and its end)")
     score: float = Field(description="what captions are ranked by: logprob / length ** 0.7, length counting the words "
                                      "and the end token (length normalisation, so longer captions are not penalised per word)")
+    finished: bool = Field(description="whether the caption reached its end token (a cut-off caption ranks after every finished one)")
 
 
 class CaptionResponse(BaseModel):
     model: str
-    captions: list[CaptionText] = Field(description="best first by score")
+    captions: list[CaptionText] = Field(description="best first: finished captions by score, then any cut off at max_tokens")
     cached: bool
 
 

@@ -90,8 +90,8 @@ class Engine(Protocol):
 
     async def score(self, request: ScoreInput) -> list[ScoredText]: ...
 
-    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float]]:
-        """(text, logprob, ranking score) per caption, best first."""
+    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float, bool]]:
+        """(text, logprob, ranking score, finished) per caption, best first."""
 
     async def abort(self, request_id: str) -> None: ...
 

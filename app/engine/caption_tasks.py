@@ -43,6 +43,6 @@ def run_caption_batch(models: dict, jobs: list[CaptionJob], emit) -> list[int]:
             else:
                 captions = sample_captions(loaded.model.decoder, image_features.expand(len(request.params), -1, -1),
                                            request.params, vocab.bos_id, vocab.eos_id, vocab.unk_id)
-                captions.sort(key=lambda c: -c.ranking_score())  # best first, like beam search
-            emit(JobResult(job.request_id, [(caption_text(loaded, c), c.logprob, c.ranking_score()) for c in captions]))
+                captions.sort(key=lambda c: (not c.finished, -c.ranking_score()))  # best first, like beam search
+            emit(JobResult(job.request_id, [(caption_text(loaded, c), c.logprob, c.ranking_score(), c.finished) for c in captions]))
     return sizes

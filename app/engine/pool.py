@@ -314,7 +314,7 @@ class WorkerPool:
     async def score(self, request: ScoreInput) -> list[ScoredText]:
         return await self._single_result(ScoreJob(f"score-{uuid.uuid4().hex}", request))
 
-    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float]]:
+    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float, bool]]:
         return await self._single_result(CaptionJob(f"caption-{uuid.uuid4().hex}", request))
 
     async def _single_result(self, job):

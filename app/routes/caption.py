@@ -64,7 +64,8 @@ async def caption(
 
     async def compute() -> dict:
         captions = await engine.caption(job)
-        return {"captions": [{"text": text, "logprob": round(logprob, 6), "score": round(score, 6)} for text, logprob, score in captions]}
+        return {"captions": [{"text": text, "logprob": round(logprob, 6), "score": round(score, 6), "finished": finished}
+                             for text, logprob, score, finished in captions]}
 
     normalised = {"image_sha256": hashlib.sha256(data).hexdigest(), "strategy": strategy, "beam_size": beam_size,
                   "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k,

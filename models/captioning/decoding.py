@@ -52,8 +52,8 @@ def has_repeated_ngram(sequence: list[int], size: int = NO_REPEAT_NGRAM_SIZE) ->
 def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eos_id: int, beam_size: int = 3,
                 max_tokens: int = 20, n_best: int = 1, length_alpha: float = LENGTH_ALPHA, banned_ids: tuple[int, ...] = (),
                 no_repeat_ngram_size: int = NO_REPEAT_NGRAM_SIZE) -> list[list[Caption]]:
-    """For each image, the n_best captions by length-normalised log-probability. A beam that
-    never produced <eos> within max_tokens still competes (fallback: never an empty answer).
+    """For each image, the n_best captions by length-normalised log-probability, finished ones
+    first; beams that never produced <eos> within max_tokens fill in (never an empty answer).
     No caption repeats an n-gram of `no_repeat_ngram_size` tokens (0: no block)."""
     batch = features.size(0)
     K = beam_size
@@ -111,7 +111,9 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eo
     results = []
     for b in range(batch):
         pool = list(finished[b]) + [Caption(sequences[b][k], float(scores[b, k]), False) for k in range(K) if scores[b, k] > -float("inf")]
-        pool.sort(key=lambda c: -c.ranking_score(length_alpha))
+        # A caption that reached its end outranks one cut off at max_tokens (whose score lacks the
+        # end token's cost); cut-off captions only fill the list when too few finished.
+        pool.sort(key=lambda c: (not c.finished, -c.ranking_score(length_alpha)))
         results.append(pool[:n_best])
     return results
 

@@ -33,5 +33,5 @@ def test_beam_search_blocks_repeated_trigrams():
     assert all(not has_repeated_ngram(c.token_ids) for captions in blocked for c in captions)
     assert all(captions for captions in blocked)  # never an empty answer
     for captions in blocked:
-        scores = [c.ranking_score() for c in captions]
-        assert scores == sorted(scores, reverse=True)
+        order = [(not c.finished, -c.ranking_score()) for c in captions]
+        assert order == sorted(order)
