@@ -103,7 +103,7 @@ rescoring: $(STAMP)
 
 # An in-domain recurrent model for the PTB rows (not shipped): 2x512 LSTM, 5 epochs (about 35
 # minutes on 2 CPU cores; resumable).
-PTB_MIX ?= 0.7,0.3
+PTB_MIX ?= 0.6,0.4
 model-ptb: $(STAMP)
 	$(PYTHON) -m training.train_lm --data $(SHARED)/ptb --style ptb --cell lstm --embedding-dim 256 --hidden-dim 512 \
 	  --num-layers 2 --head adaptive --adaptive-cutoffs 2000 --dropout 0.4 --embedding-dropout 0.1 --optimizer adamw \

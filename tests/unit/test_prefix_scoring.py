@@ -42,5 +42,7 @@ def test_the_tree_gives_flat_scoring_per_token(cell, head):
 def test_sharing_is_detected_and_counted():
     nbest = [[3, 5, 6, 7], [3, 5, 6, 8], [3, 5, 9]]
     assert distinct_prefixes(nbest) == 3  # [3], [3 5] and [3 5 6]: the nodes that predict a token
-    assert shares_prefixes(nbest * 3)
-    assert not shares_prefixes([[3, 5, 6, 7], [4, 8, 9, 10]])
+    long_list = [[3, 5, 6, 7, 8, 9, 10, 11] + [12 + i] for i in range(100)]  # 100 hypotheses, one shared prefix
+    assert shares_prefixes(long_list)
+    assert not shares_prefixes(nbest * 3)  # too small to pay for the tree's steps
+    assert not shares_prefixes([[3] + list(range(10 * i, 10 * i + 9)) for i in range(100)])
