@@ -1,4 +1,4 @@
-"""Cache of deterministic results (DESIGN.md §6).
+"""Cache of deterministic results.
 
 Key = sha256 of (model id, model revision, endpoint, canonical JSON of the normalised
 request), so a retrained model never serves an old answer. Values are stored with a format

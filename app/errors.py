@@ -1,4 +1,4 @@
-"""Error bodies of DESIGN.md §4: {"error": {"type", "message", "param"}}, and the handlers
+"""Error bodies of the HTTP contract, {"error": {"type", "message", "param"}}, and the handlers
 that make every failure answer with one."""
 from __future__ import annotations
 

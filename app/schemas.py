@@ -1,4 +1,4 @@
-"""HTTP request and response bodies (DESIGN.md §4). Requests forbid unknown fields and
+"""HTTP request and response bodies of the v1 API. Requests forbid unknown fields and
 non-finite numbers; `to_sampling_params()` turns a request into the engine's parameters."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The serving artifact (DESIGN.md §2): one directory per model holding config.json,
+"""The serving artifact: one directory per model holding config.json,
 vocab.json and model.safetensors. Nothing here unpickles.
 
 `models.registry` maps each ``model_type`` to its loader.

@@ -5,7 +5,7 @@
 
 The run directory holds `last.pt` (resumable: model, optimizer, scheduler, position, RNG),
 `metrics.csv`, `curves.png` and `train.log`; re-running the same command resumes after an
-interruption. The export directory is the artifact the service loads (DESIGN.md §2).
+interruption. The export directory is the artifact the service loads (see models/checkpoint.py).
 """
 from __future__ import annotations
 

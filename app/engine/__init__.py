@@ -1,1 +1,1 @@
-"""The engine: everything between an HTTP handler and model math (DESIGN.md §5)."""
+"""The engine: everything between an HTTP handler and model math (batching, workers, devices)."""

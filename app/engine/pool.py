@@ -1,4 +1,4 @@
-"""The worker pool: the engine the HTTP layer talks to (DESIGN.md §5).
+"""The worker pool: the engine the HTTP layer talks to.
 
 One worker per device (each visible GPU, or the CPU), each a child process by default. The
 pool routes a request to the least-loaded ready worker, bounds how many requests a worker
