@@ -79,31 +79,10 @@ class NGramModel:
             return np.zeros(0, dtype=np.float64)
         if ids.min() < 0 or ids.max() >= self.vocab_size:
             raise ValueError("id outside the vocabulary")
-        positions = np.arange(context, len(ids))
-        history = positions  # tokens available before each position
-        result = self.tables[0].logprob[self._unigram_index[ids[positions]]].astype(np.float64)
-        # Walk up the orders: where the k-gram is stored, its probability replaces the shorter
-        # one and the back-off weights collected so far are dropped (they belong to contexts
-        # no longer than the matched one); where it is not, the context's back-off weight is added.
-        pending_backoff = np.zeros(len(positions), dtype=np.float64)
-        for k in range(2, self.order + 1):
-            usable = history >= k - 1
-            if not usable.any():
-                break
-            at = positions[usable]
-            context_keys = hash_ngrams([ids[at - (k - 1) + j] for j in range(k - 1)])
-            context_found, context_index = self.tables[k - 2].find(context_keys)
-            ngram_keys = hash_ngrams([ids[at - (k - 1) + j] for j in range(k)])
-            ngram_found, ngram_index = self.tables[k - 1].find(ngram_keys)
-            bow = np.where(context_found, self.tables[k - 2].backoff[context_index], 0.0)
-            prob = self.tables[k - 1].logprob[ngram_index]
-            selected = np.flatnonzero(usable)
-            matched = selected[ngram_found]
-            result[matched] = prob[ngram_found]
-            pending_backoff[matched] = 0.0
-            unmatched = selected[~ngram_found]
-            pending_backoff[unmatched] += bow[~ngram_found]
-        return result + pending_backoff
+        # Each position's window: up to order-1 ids before it (-1 where the sequence starts).
+        padded = np.concatenate([np.full(self.order - 1, -1, dtype=np.int64), ids])
+        windows = np.lib.stride_tricks.sliding_window_view(padded, self.order)[context:]
+        return self.window_logprobs(windows)
 
     def window_logprobs(self, windows: np.ndarray) -> np.ndarray:
         """log p(last id | the ids before it) for each row of `windows` (N, order): the history
@@ -112,6 +91,9 @@ class NGramModel:
         windows (`score_sequences`): an n-best list's shared prefixes are looked up once."""
         windows = np.asarray(windows, dtype=np.int64)
         targets = windows[:, -1]
+        # Walk up the orders: where the k-gram is stored, its probability replaces the shorter
+        # one and the back-off weights collected so far are dropped (they belong to contexts
+        # no longer than the matched one); where it is not, the context's back-off weight is added.
         history = (windows[:, :-1] >= 0).sum(axis=1)  # right-aligned: the known ids before the target
         result = self.tables[0].logprob[self._unigram_index[targets]].astype(np.float64)
         pending_backoff = np.zeros(len(windows), dtype=np.float64)
