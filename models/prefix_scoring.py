@@ -3,9 +3,9 @@ tree: each distinct prefix runs through the recurrent model once.
 
 The tree is walked one depth at a time: all nodes of a depth form one batch of a single fused
 cell step (each from its parent's state), and the output layer runs once at the end for every
-distinct (prefix, next token) pair. Nodes come from all the sequences given, so branches of one list and the lists
-of several requests share the work. Results equal scoring each
-sequence on its own (`models.scoring.score_sequences`) up to float rounding.
+distinct (prefix, next token) pair. Nodes come from all the sequences given, so branches of one
+list and the lists of several requests share the work. Results equal scoring each sequence on
+its own (`models.scoring.score_sequences`) up to float rounding.
 """
 from __future__ import annotations
 
@@ -22,9 +22,38 @@ SHARED_PREFIX_THRESHOLD = 0.4
 MIN_POSITIONS = 512
 
 
+class PrefixTree:
+    """The trie of fed prefixes: the node of s[:i+1] is fed s[i] and predicts s[i+1]. Built in
+    time linear in the tokens (a node is keyed by its parent and its token)."""
+
+    def __init__(self, sequences: list[list[int]]) -> None:
+        child: dict[tuple[int, int], int] = {}
+        self.parent: list[int] = []
+        self.token: list[int] = []
+        self.depth_nodes: list[list[int]] = []
+        self.paths: list[list[int]] = []  # per sequence, the node of each fed position
+        for sequence in sequences:
+            previous, path = -1, []
+            for i in range(len(sequence) - 1):
+                node = child.get((previous, sequence[i]))
+                if node is None:
+                    node = child[(previous, sequence[i])] = len(self.token)
+                    self.parent.append(previous)
+                    self.token.append(sequence[i])
+                    if len(self.depth_nodes) <= i:
+                        self.depth_nodes.append([])
+                    self.depth_nodes[i].append(node)
+                path.append(node)
+                previous = node
+            self.paths.append(path)
+
+    def __len__(self) -> int:
+        return len(self.token)
+
+
 def distinct_prefixes(sequences: list[list[int]]) -> int:
     """Nodes the tree runs through the model: the distinct proper prefixes of the sequences."""
-    return len({tuple(s[:i]) for s in sequences for i in range(1, len(s))})
+    return len(PrefixTree(sequences))
 
 
 def shares_prefixes(sequences: list[list[int]]) -> bool:
@@ -39,24 +68,8 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
     if any(len(s) < 2 for s in sequences):
         raise ValueError("each sequence needs a context token and at least one token to score")
     device = model.embedding.weight.device
-    # The trie of fed prefixes: the node of s[:i+1] is fed s[i] and predicts s[i+1].
-    node_of: dict[tuple[int, ...], int] = {}
-    parent: list[int] = []
-    token: list[int] = []
-    depth_nodes: list[list[int]] = []
-    for sequence in sequences:
-        previous = -1
-        for i in range(len(sequence) - 1):
-            prefix = tuple(sequence[: i + 1])
-            node = node_of.get(prefix)
-            if node is None:
-                node = node_of[prefix] = len(token)
-                parent.append(previous)
-                token.append(sequence[i])
-                if len(depth_nodes) <= i:
-                    depth_nodes.append([])
-                depth_nodes[i].append(node)
-            previous = node
+    tree = PrefixTree(sequences)
+    parent, token = tree.parent, tree.token
     # One fused cell step per depth for all of that depth's nodes, from their parents' states;
     # the output rows are kept and the output layer runs once, at the end, for every target.
     row_of = [0] * len(token)  # a node's row in its depth's batch
@@ -64,7 +77,7 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
     offset = [0] * len(token)  # a node's row in the concatenated outputs
     state = None
     total = 0
-    for nodes in depth_nodes:
+    for nodes in tree.depth_nodes:
         fed = torch.tensor([token[n] for n in nodes], device=device)
         if state is None:
             state = model.init_state(len(nodes), device)
@@ -81,9 +94,9 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
     # its next token too, so the output layer's work shrinks like the recurrent work.
     pair_index: dict[tuple[int, int], int] = {}
     lookups = []
-    for sequence in sequences:
-        for i in range(len(sequence) - 1):
-            pair = (offset[node_of[tuple(sequence[: i + 1])]], sequence[i + 1])
+    for sequence, path in zip(sequences, tree.paths):
+        for i, node in enumerate(path):
+            pair = (offset[node], sequence[i + 1])
             lookups.append(pair_index.setdefault(pair, len(pair_index)))
     pairs = list(pair_index)
     rows = torch.tensor([row for row, _ in pairs], device=device)
