@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from app.schemas import RequestModel
+from app.schemas import RequestModel, WeightedModel
 
 EXAMPLE = {
     "models": [{"model": "wikitext2-lstm", "weight": 1.0}],
@@ -19,11 +19,6 @@ EXAMPLE = {
         ],
     }],
 }
-
-
-class RescoreModel(RequestModel):
-    model: StrictStr = Field(description="a language model or n-gram model id")
-    weight: float = Field(1.0, description="multiplies the model's natural-log probability of each hypothesis")
 
 
 class Hypothesis(RequestModel):
@@ -41,7 +36,7 @@ class Utterance(RequestModel):
 class RescoreRequest(RequestModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [EXAMPLE]})
 
-    models: list[RescoreModel] | None = Field(None, min_length=1, description="default: the default language model, weight 1")
+    models: list[WeightedModel] | None = Field(None, min_length=1, description="default: the default language model, weight 1")
     acoustic_weight: float = Field(1.0, description="multiplies each hypothesis's acoustic_score")
     word_insertion_penalty: float = Field(0.0, description="added once per word (positive favours longer hypotheses)")
     unknown_words: Literal["spell", "unk"] = Field("spell", description="how a word outside a model's vocabulary is scored "
@@ -70,7 +65,7 @@ class RescoredUtterance(BaseModel):
 
 
 class RescoreResponse(BaseModel):
-    models: list[RescoreModel]
+    models: list[WeightedModel]
     interpolation: str
     results: list[RescoredUtterance]
     cached: bool

@@ -73,7 +73,7 @@ class GenerateResponse(BaseModel):
 
 class WeightedModel(RequestModel):
     model: StrictStr = Field(description="a language model or n-gram model id")
-    weight: float = Field(1.0, description="its weight")
+    weight: float = Field(1.0, description="its weight: a mixture weight (linear), or what multiplies its log-probability (log-linear)")
 
 
 class ScoreRequest(RequestModel):

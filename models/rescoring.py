@@ -31,3 +31,11 @@ def combined_score(acoustic_score: float | None, lm_logprobs: dict[str, float], 
 def ranking(scores: list[float]) -> list[int]:
     """Indices best first (stable: the recogniser's order breaks ties)."""
     return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+def rescore_list(texts: list[str], acoustic_scores: list[float | None], lm_logprobs: list[dict[str, float]],
+                 weights: RescoringWeights) -> tuple[list[float], list[int], list[int]]:
+    """One n-best list: (each hypothesis's score, its word count, the ranking best first)."""
+    words = [count_words(text) for text in texts]
+    scores = [combined_score(a, lm, n, weights) for a, lm, n in zip(acoustic_scores, lm_logprobs, words)]
+    return scores, words, ranking(scores)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
 from models.registry import load_model
-from models.rescoring import RescoringWeights, combined_score, count_words, ranking
+from models.rescoring import RescoringWeights, rescore_list
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.nbest_files import NBestList, read_nbest
 
@@ -114,9 +114,9 @@ def _regroup(lists: list[NBestList], values: list[float]) -> list[list[float]]:
 def choose(lists: list[NBestList], scores: Scores, weights: RescoringWeights) -> list[str]:
     chosen = []
     for index, nbest in enumerate(lists):
-        combined = [combined_score(h.acoustic_score, {m: scores[m][index][j] for m in weights.lm_weights}, count_words(h.text), weights)
-                    for j, h in enumerate(nbest.hypotheses)]
-        chosen.append(nbest.hypotheses[ranking(combined)[0]].text)
+        lm = [{m: scores[m][index][j] for m in weights.lm_weights} for j in range(len(nbest.hypotheses))]
+        _, _, order = rescore_list([h.text for h in nbest.hypotheses], [h.acoustic_score for h in nbest.hypotheses], lm, weights)
+        chosen.append(nbest.hypotheses[order[0]].text)
     return chosen
 
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter
 from app.cache import cache_key
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.errors import ApiError
-from app.rescore_schemas import RescoreModel, RescoreRequest, RescoreResponse
+from app.rescore_schemas import RescoreRequest, RescoreResponse
+from app.schemas import WeightedModel
 from app.scoring_requests import check_interpolation, mix_results, score_texts
-from models.rescoring import RescoringWeights, combined_score, count_words, ranking
+from models.rescoring import RescoringWeights, rescore_list
 
 router = APIRouter(tags=["score"])
 LINEAR = "linear"  # the mixture's entry in lm_logprobs
@@ -41,7 +42,7 @@ def check_limits(body: RescoreRequest, settings) -> None:
 @router.post("/v1/rescore", response_model=RescoreResponse)
 async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
     check_limits(body, settings)
-    requested = body.models or [RescoreModel(model=store.resolve(None, "language_model").model_id, weight=1.0)]
+    requested = body.models or [WeightedModel(model=store.resolve(None, "language_model").model_id, weight=1.0)]
     infos = [store.resolve(m.model, "language_model", param=f"models.{i}.model", also=("ngram",)) for i, m in enumerate(requested)]
     texts = [h.text for u in body.utterances for h in u.hypotheses]
     contexts = [u.context for u in body.utterances for _ in u.hypotheses]
@@ -62,15 +63,14 @@ async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, 
             weights = RescoringWeights({m.model: m.weight for m in requested}, body.acoustic_weight, body.word_insertion_penalty)
         results, position = [], 0
         for utterance in body.utterances:
-            hypotheses = []
-            for hypothesis in utterance.hypotheses:
-                lm = {model: values[position] for model, values in logprobs.items()}
-                words = count_words(hypothesis.text)
-                hypotheses.append({"text": hypothesis.text, "acoustic_score": hypothesis.acoustic_score, "lm_logprobs": lm,
-                                   "num_words": words, "score": round(combined_score(hypothesis.acoustic_score, lm, words, weights), 6)})
-                position += 1
-            order = ranking([h["score"] for h in hypotheses])
+            size = len(utterance.hypotheses)
+            lm = [{model: values[position + j] for model, values in logprobs.items()} for j in range(size)]
+            acoustic = [h.acoustic_score for h in utterance.hypotheses]
+            scores, words, order = rescore_list([h.text for h in utterance.hypotheses], acoustic, lm, weights)
+            hypotheses = [{"text": h.text, "acoustic_score": h.acoustic_score, "lm_logprobs": lm[j], "num_words": words[j],
+                           "score": round(scores[j], 6)} for j, h in enumerate(utterance.hypotheses)]
             results.append({"id": utterance.id, "best": order[0], "ranking": order, "hypotheses": hypotheses})
+            position += size
         return {"results": results}
 
     key = cache_key("+".join(i.model_id for i in infos), "+".join(i.revision for i in infos), "rescore",
