@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from models.checkpoint import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, model_revision, read_config,

@@ -1,7 +1,6 @@
 """The pool restarts a worker that keeps crashing at start-up with a growing delay, not in a
 tight loop."""
 import asyncio
-from pathlib import Path
 
 from app.engine.lm_tasks import TokenLimits
 from app.engine.pool import WorkerPool

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPOSITORY_ROOT, SHIPPED_MODELS
+from tests.conftest import REPOSITORY_ROOT
 from tests.e2e.conftest import start_server
 from training.make_nbest import main as make_nbest, spoken_words
 from training.nbest_files import NBestFileError, read_nbest
