@@ -15,6 +15,9 @@ class Metrics:
         self.requests = Counter("rnnserve_requests", "HTTP requests by endpoint and status", ["endpoint", "method", "status"], registry=r)
         self.request_seconds = Histogram("rnnserve_request_seconds", "HTTP request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("rnnserve_queue_depth", "requests waiting or running in workers", ["worker"], registry=r)
+        # The autoscaling signal: one number per replica whatever its worker count (an HPA
+        # averages it over pods; see deploy/k8s).
+        self.in_flight_per_worker = Gauge("rnnserve_in_flight_per_worker", "requests in flight per worker, averaged over this replica's workers", registry=r)
         self.batch_size = Histogram("rnnserve_batch_size", "rows per engine step", ["kind"], buckets=BATCH_BUCKETS, registry=r)
         self.time_to_first_token = Histogram("rnnserve_time_to_first_token_seconds", "from submission to the first token", buckets=LATENCY_BUCKETS, registry=r)
         self.inter_token = Histogram("rnnserve_inter_token_seconds", "time between tokens of a sequence", buckets=LATENCY_BUCKETS, registry=r)

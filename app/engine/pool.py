@@ -246,7 +246,7 @@ class WorkerPool:
         request = PendingRequest(job.request_id, handle.config.worker_id)
         self.requests[job.request_id] = request
         handle.in_flight.add(job.request_id)
-        self.metrics.queue_depth.labels(str(handle.config.worker_id)).set(len(handle.in_flight))
+        self._report_load(handle)
         handle.inbox.put(job)
         return request
 
@@ -257,9 +257,13 @@ class WorkerPool:
         handle = self.workers.get(request.worker_id)
         if handle is not None:
             handle.in_flight.discard(request.request_id)
-            self.metrics.queue_depth.labels(str(request.worker_id)).set(len(handle.in_flight))
+            self._report_load(handle)
             if not finished_cleanly and handle.alive():
                 handle.inbox.put(Abort(request.request_id))  # frees the slot at the next step
+
+    def _report_load(self, handle: WorkerHandle) -> None:
+        self.metrics.queue_depth.labels(str(handle.config.worker_id)).set(len(handle.in_flight))
+        self.metrics.in_flight_per_worker.set(sum(len(w.in_flight) for w in self.workers.values()) / max(1, len(self.workers)))
 
     async def _next_event(self, request: PendingRequest, deadline: float):
         remaining = deadline - time.monotonic()
