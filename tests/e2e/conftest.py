@@ -17,7 +17,8 @@ class Server:
     def __init__(self, command: list[str], env: dict[str, str], port: int) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.log = open(Path(env["RNNSERVE_TEST_LOG"]), "w")
+        self.log_path = Path(env["RNNSERVE_TEST_LOG"])
+        self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, cwd=REPOSITORY_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
