@@ -9,15 +9,17 @@ its own (`models.scoring.score_sequences`) up to float rounding.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from models.rnn_lm import RNNLanguageModel
 from models.scoring import SequenceScore, summarise
 
 
-# When the tree pays (bench.prefix_scoring on 2 CPU cores): 100-best lists (distinct prefixes
-# 30% of the positions, ~1,000 positions a list) score 1.3-1.4x faster through it; 10-best lists
-# (48%, ~110) 1.5-2x slower, a step per depth costing about what a whole flat batch does.
+# When the tree pays (bench.prefix_scoring, 2 CPU cores): 100-best lists (distinct prefixes 30%
+# of the positions, ~1,000 positions a list) score about twice as fast through it; 10-best lists
+# (48%, ~110 positions) about as fast as flat, so small or unshared inputs stay flat.
 SHARED_PREFIX_THRESHOLD = 0.4
 MIN_POSITIONS = 512
 
@@ -79,7 +81,9 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
         parents = None if start == 0 else torch.tensor([row_of[tree.parent[n]] for n in nodes], device=device)
         blocks.append((start, start + len(nodes), parents))
         start += len(nodes)
-    x = model.embedding(torch.tensor([tree.token[n] for n in order], device=device))
+    # The first layer's input depends on the token alone: project each distinct token once.
+    tokens, fed = torch.tensor([tree.token[n] for n in order], device=device).unique(return_inverse=True)
+    x: torch.Tensor | Inputs = Inputs(model.embedding(tokens), fed)
     for layer in range(model.config.num_layers):
         weights = [getattr(model.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         x = TREE_LAYERS[model.config.cell](x, blocks, *weights)
@@ -114,11 +118,24 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
 Blocks = list[tuple[int, int, "torch.Tensor | None"]]  # per depth: rows [start, end), parents' rows
 
 
-def _lstm_layer(x: torch.Tensor, blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
+class Inputs(NamedTuple):
+    """A layer's inputs as distinct rows and, per node, which row it takes."""
+    rows: torch.Tensor
+    of_node: torch.Tensor
+
+
+def _project(x: "torch.Tensor | Inputs", weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x W^T + b for every node, computed once per distinct input row."""
+    if isinstance(x, Inputs):
+        return torch.addmm(bias, x.rows, weight.t())[x.of_node]
+    return torch.addmm(bias, x, weight.t())
+
+
+def _lstm_layer(x: "torch.Tensor | Inputs", blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
     hidden = w_hh.shape[1]
-    projected = torch.addmm(b_ih + b_hh, x, w_ih.t())  # (N, 4H): gates i, f, g, o
-    h_all = x.new_empty(len(x), hidden)
-    c_all = x.new_empty(len(x), hidden)
+    projected = _project(x, w_ih, b_ih + b_hh)  # (N, 4H): gates i, f, g, o
+    h_all = projected.new_empty(len(projected), hidden)
+    c_all = projected.new_empty(len(projected), hidden)
     for start, end, parents in blocks:
         if parents is None:  # from the zero state
             gates, c_previous = projected[start:end], None
@@ -133,12 +150,12 @@ def _lstm_layer(x: torch.Tensor, blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torc
     return h_all
 
 
-def _gru_layer(x: torch.Tensor, blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
+def _gru_layer(x: "torch.Tensor | Inputs", blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
     hidden = w_hh.shape[1]
-    projected = torch.addmm(b_ih, x, w_ih.t())  # (N, 3H): r, z, n
-    h_all = x.new_empty(len(x), hidden)
+    projected = _project(x, w_ih, b_ih)  # (N, 3H): r, z, n
+    h_all = projected.new_empty(len(projected), hidden)
     for start, end, parents in blocks:
-        h_previous = x.new_zeros(end - start, hidden) if parents is None else h_all[parents]
+        h_previous = projected.new_zeros(end - start, hidden) if parents is None else h_all[parents]
         recurrent = torch.addmm(b_hh, h_previous, w_hh.t())
         inputs = projected[start:end]
         reset_update = torch.sigmoid(inputs[:, : 2 * hidden] + recurrent[:, : 2 * hidden])
@@ -147,9 +164,9 @@ def _gru_layer(x: torch.Tensor, blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch
     return h_all
 
 
-def _rnn_tanh_layer(x: torch.Tensor, blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
-    projected = torch.addmm(b_ih + b_hh, x, w_ih.t())
-    h_all = x.new_empty(len(x), w_hh.shape[1])
+def _rnn_tanh_layer(x: "torch.Tensor | Inputs", blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
+    projected = _project(x, w_ih, b_ih + b_hh)
+    h_all = projected.new_empty(len(projected), w_hh.shape[1])
     for start, end, parents in blocks:
         pre = projected[start:end] if parents is None else torch.addmm(projected[start:end], h_all[parents], w_hh.t())
         torch.tanh(pre, out=h_all[start:end])
