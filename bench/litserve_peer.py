@@ -1,0 +1,158 @@
+"""The peer: a LitServe server around this project's own model code (`models/`), as a Python
+user would write one, in LitServe's two batching modes.
+
+    python -m bench.litserve_peer --model-dir weights/wikitext2-lstm --mode dynamic --port 8100
+    python -m bench.litserve_peer --model-dir weights/wikitext2-lstm --mode continuous --port 8100
+
+dynamic      LitServe's dynamic batcher (`max_batch_size`, `batch_timeout`): a batch of requests
+             runs `models.generation.generate` together, until its longest member is done.
+continuous   LitServe's continuous-batching loop (streaming): requests join and leave between
+             steps; every step prefills the newcomers and advances all live rows by one token
+             with the same `prefill` / `decode_step` / `BatchSampler` the service uses.
+
+Requests: POST /predict {"prompt": str, "max_tokens": int, "min_tokens": int, "seed": int | null}.
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+
+import litserve as ls
+import torch
+from litserve.loops.continuous_batching_loop import ContinuousBatchingLoop, Output
+from litserve.utils import LitAPIStatus
+
+from models.generation import CompletionTracker, decode_step, generate, prefill
+from models.registry import load_model
+from models.sampling import BatchSampler, SamplingParams
+
+
+def decode(loaded, request: dict) -> tuple[list[int], SamplingParams]:
+    params = SamplingParams(strategy="multinomial", max_tokens=int(request["max_tokens"]),
+                            min_tokens=int(request.get("min_tokens", 0)), seed=request.get("seed"))
+    return loaded.encode_text(request["prompt"], add_start=True).ids, params
+
+
+class DynamicBatchGeneration(ls.LitAPI):
+    def __init__(self, model_dir: str, threads: int | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model_dir, self.threads = model_dir, threads
+
+    def setup(self, device) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.loaded = load_model(self.model_dir, "cpu" if device == "cpu" else device)
+
+    def decode_request(self, request):
+        return decode(self.loaded, request)
+
+    def predict(self, batch):
+        if isinstance(batch, tuple):  # max_batch_size 1: one request, not a list
+            batch = [batch]
+        completions = generate(self.loaded.model, self.loaded.vocab, self.loaded.tokenizer,
+                               [prompt for prompt, _ in batch], [params for _, params in batch])
+        return [{"text": c.text, "completion_tokens": len(c.token_ids)} for c in completions]
+
+    def unbatch(self, output):
+        return output
+
+    def encode_response(self, output):
+        return output[0] if isinstance(output, list) and self.max_batch_size == 1 else output
+
+
+class ContinuousGeneration(ls.LitAPI):
+    """LitServe's step interface: `add_request` runs on the server's event loop while `step`
+    runs on a thread, so newcomers wait in `pending` under a lock until the next step."""
+
+    def __init__(self, model_dir: str, threads: int | None, capacity: int, **kwargs) -> None:
+        super().__init__(stream=True, loop=ContinuousBatchingLoop(), **kwargs)
+        self.model_dir, self.threads, self.capacity = model_dir, threads, capacity
+
+    def setup(self, device) -> None:
+        # Made here, in the worker: LitServe pickles the API object into it.
+        self.lock = threading.Lock()
+        self.pending: list[tuple[str, dict]] = []
+        self.uids: list[str] = []
+        self.trackers: list[CompletionTracker] = []
+        self.state = self.logits = self.sampler = None
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.loaded = load_model(self.model_dir, "cpu" if device == "cpu" else device)
+
+    def add_request(self, uid: str, request) -> None:
+        with self.lock:
+            self.pending.append((uid, request))
+
+    def has_capacity(self) -> bool:
+        with self.lock:
+            return len(self.uids) + len(self.pending) < self.capacity
+
+    def has_active_requests(self) -> bool:
+        with self.lock:
+            return bool(self.uids or self.pending)
+
+    def _join(self, newcomers: list[tuple[str, dict]]) -> None:
+        loaded = self.loaded
+        decoded = [decode(loaded, request) for _, request in newcomers]
+        logits, state = prefill(loaded.model, [prompt for prompt, _ in decoded])
+        sampler = BatchSampler([params for _, params in decoded], len(loaded.vocab), loaded.vocab.unk_id, loaded.vocab.eos_id, logits.device)
+        trackers = [CompletionTracker(params, loaded.vocab, loaded.tokenizer, context=loaded.vocab.decode(prompt)) for prompt, params in decoded]
+        if self.uids:
+            logits = torch.cat([self.logits, logits])
+            state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
+            sampler = self.sampler.concatenate(sampler)
+        self.logits, self.state, self.sampler = logits, state, sampler
+        self.uids += [uid for uid, _ in newcomers]
+        self.trackers += trackers
+
+    @torch.inference_mode()
+    def step(self, prev_outputs) -> list[Output]:
+        with self.lock:
+            newcomers, self.pending = self.pending, []
+        if newcomers:
+            self._join(newcomers)
+        if not self.uids:
+            return []
+        generated = torch.tensor([len(t.completion.token_ids) for t in self.trackers], device=self.logits.device)
+        chosen = self.sampler.choose(self.logits, generated)
+        outputs, keep = [], []
+        for row, (uid, tracker, token) in enumerate(zip(self.uids, self.trackers, chosen.tolist())):
+            outputs.append(Output(uid, tracker.add(token), LitAPIStatus.OK))
+            if tracker.finished:
+                outputs.append(Output(uid, "", LitAPIStatus.FINISH_STREAMING))
+            else:
+                keep.append(row)
+        if len(keep) < len(self.uids):
+            index = torch.tensor(keep, dtype=torch.long, device=self.logits.device)
+            self.uids = [self.uids[i] for i in keep]
+            self.trackers = [self.trackers[i] for i in keep]
+            self.state = tuple(s[:, index] for s in self.state)
+            self.sampler = self.sampler.filter(keep) if keep else None
+            chosen = chosen[index]
+        if self.uids:
+            self.logits, self.state = decode_step(self.loaded.model, chosen, self.state)
+        return outputs
+
+    def encode_response(self, output):
+        return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--mode", choices=["dynamic", "continuous"], required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout", type=float, default=0.02)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the worker (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.mode == "dynamic":
+        api = DynamicBatchGeneration(args.model_dir, args.threads, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
+    else:
+        api = ContinuousGeneration(args.model_dir, args.threads, args.max_batch_size)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=600)
+    server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False)
+
+
+if __name__ == "__main__":
+    main()

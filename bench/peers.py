@@ -1,0 +1,259 @@
+"""The service against a peer on the same weights: LitServe around this project's own model code
+(bench/litserve_peer.py, its dynamic batcher and its continuous-batching loop), same machine,
+same clients, same requests, one run.
+
+    .venv/bin/python -m bench.peers [--models wikitext2-lstm shakespeare-char-lstm] [--concurrency 1 8 32 128]
+
+Every level sends the same pre-drawn requests to every engine: unseeded multinomial sampling of
+an exact number of tokens (min_tokens = max_tokens), 64 each ("equal") or drawn from 16..128
+("mixed"), max(16, 3 × clients) requests pulled from one queue by N concurrent clients.
+Tokens/s = all tokens / wall time; latency per request (p50, p99); time to the first token for
+the streaming engines (for the others it is the whole request). Engines:
+
+  rnnserve             the service, POST /v1/generate (continuous batching, worker process)
+  rnnserve-stream      the same server, "stream": true
+  litserve-dynamic     LitServe's dynamic batcher around models.generation.generate
+  litserve-continuous  LitServe's continuous-batching loop (streaming) around prefill/decode_step
+
+Prints a table, writes bench/results/peers-<label>.{md,json,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.serve import free_port, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LENGTHS = {"equal": (64, 64), "mixed": (16, 128)}
+PROMPTS = {"wikitext2-lstm": "The game was released in", "shakespeare-char-lstm": "ROMEO:\n"}
+
+
+class Process:
+    """A server in a subprocess, ready when `health_path` answers 200."""
+
+    def __init__(self, command: list[str], env: dict[str, str], port: int, health_path: str, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.health_path = health_path
+        self.log = open(log, "w")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + self.health_path, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path) -> Process:
+    port = free_port()
+    env = {"RNNSERVE_MODELS_DIR": str(model_dir.parent), "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",
+           "RNNSERVE_REQUEST_TIMEOUT_S": "600", "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_BATCH_SIZE": str(max_batch_size)}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "--no-access-log"]
+    return Process(command, env, port, "/readyz", log_dir / f"rnnserve-{port}.log")
+
+
+def start_litserve(model_dir: Path, mode: str, max_batch_size: int, batch_timeout: float, threads: int | None, log_dir: Path) -> Process:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.litserve_peer", "--model-dir", str(model_dir), "--mode", mode, "--port", str(port),
+               "--max-batch-size", str(max_batch_size), "--batch-timeout", str(batch_timeout)]
+    if threads:
+        command += ["--threads", str(threads)]
+    return Process(command, {}, port, "/health", log_dir / f"litserve-{mode}-{port}.log")
+
+
+@dataclass
+class Timing:
+    latency: float
+    first_token: float
+    tokens: int
+
+
+async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, length: int) -> Timing:
+    started = time.perf_counter()
+    first = None
+    if engine.startswith("rnnserve"):
+        body = {"model": model, "prompt": prompt, "max_tokens": length, "min_tokens": length, "strategy": "multinomial"}
+        if engine == "rnnserve":
+            response = await client.post("/v1/generate", json=body)
+            response.raise_for_status()
+            tokens = response.json()["usage"]["completion_tokens"]
+        else:
+            tokens = 0
+            async with client.stream("POST", "/v1/generate", json=body | {"stream": True}) as response:
+                response.raise_for_status()
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        event = json.loads(line[6:])
+                        if first is None and event["choices"][0].get("token"):
+                            first = time.perf_counter() - started
+                        if "usage" in event:
+                            tokens = event["usage"]["completion_tokens"]
+    else:
+        body = {"prompt": prompt, "max_tokens": length, "min_tokens": length, "seed": None}
+        if engine == "litserve-dynamic":
+            response = await client.post("/predict", json=body)
+            response.raise_for_status()
+            tokens = response.json()["completion_tokens"]
+        else:
+            async with client.stream("POST", "/predict", json=body) as response:
+                response.raise_for_status()
+                async for chunk in response.aiter_text():
+                    if first is None and chunk:
+                        first = time.perf_counter() - started
+            tokens = length  # exact-length requests; the stream carries only text
+    latency = time.perf_counter() - started
+    if tokens != length:
+        raise RuntimeError(f"{engine} returned {tokens} tokens, asked for {length}")
+    return Timing(latency, first if first is not None else latency, tokens)
+
+
+async def run_level(url: str, engine: str, model: str, prompt: str, lengths: list[int], concurrency: int) -> dict:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for length in lengths:
+        queue.put_nowait(length)
+    timings: list[Timing] = []
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        async def worker() -> None:
+            while not queue.empty():
+                timings.append(await send(client, engine, model, prompt, queue.get_nowait()))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies = [t.latency for t in timings]
+    firsts = [t.first_token for t in timings]
+    return {"engine": engine, "concurrency": concurrency, "requests": len(timings), "tokens": sum(t.tokens for t in timings),
+            "seconds": elapsed, "tokens_per_s": sum(t.tokens for t in timings) / elapsed,
+            "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99),
+            "ttft_p50_s": percentile(firsts, 0.5), "ttft_p99_s": percentile(firsts, 0.99)}
+
+
+def draw_lengths(mode: str, count: int, seed: int) -> list[int]:
+    low, high = LENGTHS[mode]
+    rng = random.Random(seed)
+    return [rng.randint(low, high) for _ in range(count)]
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["model"], r["lengths"]) for r in rows})
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for axis, (model, lengths) in zip(axes[0], panels):
+        for engine in dict.fromkeys(r["engine"] for r in rows):
+            mine = [r for r in rows if (r["model"], r["lengths"], r["engine"]) == (model, lengths, engine)]
+            axis.plot([r["concurrency"] for r in mine], [r["tokens_per_s"] for r in mine], marker="o", label=engine)
+        axis.set(xscale="log", xlabel="concurrent clients", ylabel="tokens / s", title=f"{model}, {lengths} lengths")
+        axis.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | lengths | clients | engine | tok/s | ÷ best LitServe | p50 / p99 s | first token p50 / p99 s |", "|---|---|---:|---|---:|---:|---|---|"]
+    for row in rows:
+        peers = [r["tokens_per_s"] for r in rows if r["engine"].startswith("litserve") and
+                 (r["model"], r["lengths"], r["concurrency"]) == (row["model"], row["lengths"], row["concurrency"])]
+        ratio = f"{row['tokens_per_s'] / max(peers):.2f}×" if peers and row["engine"].startswith("rnnserve") else ""
+        lines.append(f"| {row['model']} | {row['lengths']} | {row['concurrency']} | {row['engine']} | {row['tokens_per_s']:.0f} | {ratio} | "
+                     f"{row['p50_s']:.3f} / {row['p99_s']:.3f} | {row['ttft_p50_s']:.3f} / {row['ttft_p99_s']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--lengths", nargs="+", default=["equal", "mixed"], choices=list(LENGTHS))
+    parser.add_argument("--engines", nargs="+", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"])
+    parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--max-batch-size", type=int, default=128, help="live sequences per step, both servers")
+    parser.add_argument("--litserve-batch-size", type=int, default=32, help="LitServe's dynamic max_batch_size")
+    parser.add_argument("--litserve-batch-timeout", type=float, default=0.02)
+    parser.add_argument("--litserve-threads", type=int, default=None, help="torch threads in LitServe's worker (default: torch's)")
+    parser.add_argument("--prompt", default=None, help="default: each model's example prompt")
+    parser.add_argument("--label", default="cpu")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for model in args.models:
+        model_dir = args.models_dir / model
+        prompt = args.prompt or PROMPTS.get(model, "The")
+        servers: dict[str, Process] = {}
+        for engine in args.engines:
+            if engine.startswith("rnnserve"):
+                if "rnnserve" not in servers:
+                    servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, args.output_dir)
+                server = servers["rnnserve"]
+            else:
+                mode = engine.removeprefix("litserve-")
+                size = args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
+                server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, args.output_dir)
+            try:
+                server.wait_ready()
+                asyncio.run(run_level(server.url, engine, model, prompt, [16] * 8, 4))  # warm-up
+                for lengths in args.lengths:
+                    for concurrency in args.concurrency:
+                        count = max(16, args.requests_per_client * concurrency)
+                        drawn = draw_lengths(lengths, count, seed=concurrency)
+                        row = asyncio.run(run_level(server.url, engine, model, prompt, drawn, concurrency))
+                        row |= {"model": model, "lengths": lengths}
+                        rows.append(row)
+                        print(f"{model} {lengths:>5} c={concurrency:<4} {engine:<20} {row['tokens_per_s']:8.0f} tok/s  "
+                              f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}  ttft p99 {row['ttft_p99_s']:.3f}", flush=True)
+            finally:
+                if not engine.startswith("rnnserve") or engine == args.engines[-1] or not any(
+                        e.startswith("rnnserve") for e in args.engines[args.engines.index(engine) + 1:]):
+                    server.stop()
+                    servers.pop("rnnserve", None) if engine.startswith("rnnserve") else None
+    rows.sort(key=lambda r: (args.models.index(r["model"]), args.lengths.index(r["lengths"]), r["concurrency"], args.engines.index(r["engine"])))
+    header = (f"rnnserve against LitServe on the same weights, {args.requests_per_client} requests per client (at least 16), "
+              f"LitServe dynamic max_batch_size {args.litserve_batch_size} / batch_timeout {args.litserve_batch_timeout} s, "
+              f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})")
+    text = header + "\n\n" + table(rows)
+    print("\n" + text)
+    (args.output_dir / f"peers-{args.label}.md").write_text(text + "\n")
+    (args.output_dir / f"peers-{args.label}.json").write_text(json.dumps({"rows": rows, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    plot(rows, args.output_dir / f"peers-{args.label}.png", header)
+    print(f"wrote {args.output_dir}/peers-{args.label}.md, .json and .png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
