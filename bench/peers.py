@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -48,7 +49,10 @@ class Process:
         self.url = f"http://127.0.0.1:{port}"
         self.health_path = health_path
         self.log = open(log, "w")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=self.log, stderr=subprocess.STDOUT)
+        # Its own process group: LitServe's API servers and workers are children that outlive
+        # a signal to the parent alone.
+        self.process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -64,11 +68,15 @@ class Process:
         raise RuntimeError("server did not become ready")
 
     def stop(self) -> None:
-        self.process.terminate()
+        os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
         self.log.close()
 
 

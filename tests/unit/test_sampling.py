@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from models.sampling import BatchSampler, InvalidParameter, SamplingParams
+from models.sampling import BatchSampler, InvalidParameter, SamplingParams, inverse_cdf
 
 V, UNK, EOS = 10, 1, 3
 
@@ -136,3 +136,21 @@ def test_counter_uniforms_are_uniform_and_depend_on_seed_and_counter():
     assert abs(float(values.mean()) - 0.5) < 0.01
     assert torch.histc(values.float(), bins=10, min=0, max=1).min() > 1800
     assert not torch.equal(values, counter_uniforms(seeds, torch.ones_like(seeds)))
+
+
+@pytest.mark.parametrize("vocab", [5, 256, 1000, 33280])
+def test_two_level_inverse_cdf_equals_the_full_table(vocab):
+    """The block-wise search picks the token the whole float64 cumulative table picks, and
+    never a token of zero weight (a banned one), even at uniforms next to 1."""
+    generator = torch.Generator().manual_seed(vocab)
+    weights = torch.rand(16, vocab, generator=generator) ** 4
+    weights[:, ::7] = 0.0  # banned tokens, including the last block's
+    weights[:, -1] = 0.0
+    uniforms = torch.rand(16, generator=generator, dtype=torch.float64)
+    uniforms[0], uniforms[1] = 0.0, 1.0 - 2.0**-53
+    cumulative = weights.double().cumsum(dim=-1)
+    expected = torch.searchsorted(cumulative, (uniforms.unsqueeze(1) * cumulative[:, -1:]), right=True).squeeze(1)
+    chosen = inverse_cdf(weights, uniforms)
+    assert bool((weights[torch.arange(16), chosen] > 0).all())
+    # Rounding may move a target that sits on a boundary by one token; nothing else differs.
+    assert int((chosen != expected.clamp(max=vocab - 1)).sum()) <= 1
