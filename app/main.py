@@ -44,9 +44,10 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
     devices = plan_devices(settings.device, settings.workers_per_device)
     threads = settings.worker_threads
     if threads is None and all(d == "cpu" for d in devices):
-        # Leave a core to the HTTP process: torch's thread pool spin-waits, and a core shared
-        # with the event loop makes every step wait for a descheduled thread.
-        threads = max(1, ((os.cpu_count() or 1) - 1) // len(devices))
+        # The cores shared among the CPU workers. Leaving one to the HTTP process cost more than
+        # it saved once a step stopped building 8 MB sampling tables: with both of 2 cores the
+        # worker generates 1.2-1.3x faster (bench/peers.py, 32 and 128 clients), streaming the same.
+        threads = max(1, (os.cpu_count() or 1) // len(devices))
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
         WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.score_max_batch_size,
