@@ -98,7 +98,7 @@ class ContinuousGeneration(ls.LitAPI):
         sampler = BatchSampler([params for _, params in decoded], len(loaded.vocab), loaded.vocab.unk_id, loaded.vocab.eos_id, logits.device)
         trackers = [CompletionTracker(params, loaded.vocab, loaded.tokenizer, context=loaded.vocab.decode(prompt)) for prompt, params in decoded]
         if self.uids:
-            logits = torch.cat([self.logits, logits])
+            logits = self.logits.concatenate(logits)
             state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
             sampler = self.sampler.concatenate(sampler)
         self.logits, self.state, self.sampler = logits, state, sampler

@@ -27,6 +27,7 @@ import platform
 import random
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from dataclasses import dataclass
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="rnnserve-peers-"))  # the servers' logs, if one fails
     rows: list[dict] = []
     for model in args.models:
         model_dir = args.models_dir / model
@@ -227,12 +229,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for engine in args.engines:
             if engine.startswith("rnnserve"):
                 if "rnnserve" not in servers:
-                    servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, args.output_dir)
+                    servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, log_dir)
                 server = servers["rnnserve"]
             else:
                 mode = engine.removeprefix("litserve-")
                 size = args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
-                server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, args.output_dir)
+                server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir)
             try:
                 server.wait_ready()
                 asyncio.run(run_level(server.url, engine, model, prompt, [16] * 8, 4))  # warm-up

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.next_token import NextTokenScores
 from models.rnn_lm import RNNLanguageModel, State
 from models.sampling import BatchSampler, SamplingParams
 from models.tokenizer import Tokenizer
@@ -17,8 +18,8 @@ from models.vocab import Vocabulary
 
 
 @torch.inference_mode()
-def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[torch.Tensor, State]:
-    """Run whole prompts; returns each row's next-token logits (B, V) and state."""
+def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[NextTokenScores, State]:
+    """Run whole prompts; returns each row's next-token scores and state."""
     device = model.embedding.weight.device
     lengths = torch.tensor([len(p) for p in prompts])
     if int(lengths.min()) < 1:
@@ -29,13 +30,15 @@ def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[torch.Te
     padded = padded.to(device)
     hidden, state = model.hidden(padded, lengths=lengths if len(set(lengths.tolist())) > 1 else None)
     last = hidden[torch.arange(len(prompts), device=device), (lengths - 1).to(device)]  # (B, D)
-    return model.output_logits(last), state
+    return NextTokenScores(model, last), state
 
 
 @torch.inference_mode()
-def decode_step(model: RNNLanguageModel, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """tokens (B,) -> next-token logits (B, V) and the new state."""
-    return model.step(tokens, state)
+def decode_step(model: RNNLanguageModel, tokens: torch.Tensor, state: State) -> tuple[NextTokenScores, State]:
+    """tokens (B,) -> next-token scores and the new state. The output layer runs when the
+    sampler reads it (for an adaptive head, often only its head)."""
+    hidden, state = model.step_hidden(tokens, state)
+    return NextTokenScores(model, hidden), state
 
 
 @dataclass

@@ -238,9 +238,15 @@ class BatchSampler:
         self.bans.apply(probabilities, generated)
         return probabilities
 
-    def choose(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-        """logits (B, V), generated counts (B,) -> chosen token ids (B,)."""
-        probabilities = self.probabilities(logits, generated)
+    @torch.inference_mode()
+    def choose(self, scores, generated: torch.Tensor) -> torch.Tensor:
+        """scores: logits (B, V) or a `models.next_token.NextTokenScores`; generated counts
+        (B,) -> chosen token ids (B,)."""
+        if not isinstance(scores, torch.Tensor):
+            if scores.by_cluster and self.reads_by_cluster and max(self.unknown_id, self.end_id) < scores.shortlist_size:
+                return self._choose_by_cluster(scores, generated)
+            scores = scores.logits
+        probabilities = self.probabilities(scores, generated)
         if self.all_greedy:
             return probabilities.argmax(dim=-1)
         sampled = inverse_cdf(probabilities, counter_uniforms(self.seeds, self.draws))
@@ -248,6 +254,65 @@ class BatchSampler:
         if not bool(self.greedy.any()):
             return sampled
         return torch.where(self.greedy, probabilities.argmax(dim=-1), sampled)
+
+    @property
+    def reads_by_cluster(self) -> bool:
+        """Whether every row's choice can be made from an adaptive head cluster by cluster:
+        argmax, or sampling from the model's own distribution (nothing reshapes it)."""
+        return all(p.strategy == "argmax" or (p.strategy == "multinomial" and p.temperature == 1.0 and p.top_k is None
+                                              and p.top_p == 1.0) for p in self.params)
+
+    def _choose_by_cluster(self, scores, generated: torch.Tensor) -> torch.Tensor:
+        """The same choice as from the full distribution, reading the adaptive head and only the
+        clusters chosen rows land in. The vocabulary is ordered [frequent words, cluster 0,
+        cluster 1, ...], the head [frequent words, mass of cluster 0, mass of cluster 1, ...],
+        so one uniform walks both the same way: find the head entry, and inside a cluster walk
+        on with the remaining fraction of the uniform."""
+        head = scores.head_probabilities()  # (B, S + C)
+        self.bans.apply(head, generated)  # banned ids are frequent words (checked by the caller)
+        shortlist = scores.shortlist_size
+        chosen = torch.empty(len(head), dtype=torch.long, device=head.device)
+        greedy = self.greedy
+        if bool(greedy.any()):
+            chosen[greedy] = self._argmax_by_cluster(scores, head, greedy)
+        sampled_rows = (~greedy).nonzero().squeeze(1)
+        if len(sampled_rows):
+            cumulative = head[sampled_rows].double().cumsum(dim=-1)
+            total = cumulative[:, -1:]
+            target = torch.minimum(counter_uniforms(self.seeds[sampled_rows], self.draws[sampled_rows]).unsqueeze(1) * total,
+                                   torch.nextafter(total, torch.zeros_like(total)))
+            entry = torch.searchsorted(cumulative, target, right=True).clamp_(max=cumulative.size(1) - 1)
+            before = torch.where(entry > 0, cumulative.gather(1, (entry - 1).clamp(min=0)), torch.zeros_like(target))
+            mass = cumulative.gather(1, entry) - before
+            fraction = ((target - before) / mass).squeeze(1)
+            entry = entry.squeeze(1)
+            tokens = entry.clone()
+            for cluster in (entry[entry >= shortlist] - shortlist).unique().tolist():
+                in_cluster = (entry == shortlist + cluster).nonzero().squeeze(1)
+                first, within = scores.cluster(cluster, sampled_rows[in_cluster])
+                tokens[in_cluster] = first + inverse_cdf(within, fraction[in_cluster].clamp(0.0, 1.0))
+            chosen[sampled_rows] = tokens
+            self.draws += (~greedy).long()
+        return chosen
+
+    @staticmethod
+    def _argmax_by_cluster(scores, head: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The most probable word: a cluster can only hold it when its whole mass beats the best
+        frequent word, so only those clusters are read."""
+        shortlist = scores.shortlist_size
+        head = head[rows]
+        best_value, best = head[:, :shortlist].max(dim=-1)
+        row_ids = rows.nonzero().squeeze(1)
+        for cluster in range(head.size(1) - shortlist):
+            contenders = (head[:, shortlist + cluster] > best_value).nonzero().squeeze(1)
+            if len(contenders):
+                first, within = scores.cluster(cluster, row_ids[contenders])
+                value, index = within.max(dim=-1)
+                value = value * head[contenders, shortlist + cluster]
+                better = value > best_value[contenders]
+                best_value[contenders[better]] = value[better]
+                best[contenders[better]] = first + index[better]
+        return best
 
 
 CDF_BLOCK = 256

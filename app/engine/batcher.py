@@ -20,6 +20,7 @@ from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult
 from models.checkpoint import LoadedLanguageModel
 from models.prefix_scoring import shares_prefixes
 from models.generation import CompletionTracker, decode_step, prefill
+from models.next_token import NextTokenScores
 from models.sampling import BatchSampler, InvalidParameter
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class ContinuousBatcher:
         self.waiting: deque[Row] = deque()
         self.rows: list[Row] = []
         self.state: tuple[torch.Tensor, ...] = ()
-        self.logits: torch.Tensor | None = None  # (B, V) next-token logits of the live rows
+        self.scores: NextTokenScores | None = None  # next-token scores of the live rows
         self.sampler: BatchSampler | None = None
 
     @property
@@ -98,14 +99,14 @@ class ContinuousBatcher:
         if not joining:
             return
         vocab = self.loaded.vocab
-        logits, state = prefill(self.loaded.model, [row.prompt_ids for row in joining])
+        scores, state = prefill(self.loaded.model, [row.prompt_ids for row in joining])
         sampler = BatchSampler([r.tracker.params for r in joining], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
         if self.rows:
-            self.logits = torch.cat([self.logits, logits])
+            self.scores = self.scores.concatenate(scores)
             self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
             self.sampler = self.sampler.concatenate(sampler)
         else:
-            self.logits, self.state, self.sampler = logits, state, sampler
+            self.scores, self.state, self.sampler = scores, state, sampler
         self.rows.extend(joining)
 
     def step(self, emit) -> int:
@@ -116,10 +117,10 @@ class ContinuousBatcher:
             return 0
         batch_size = len(self.rows)
         generated = torch.tensor([len(r.tracker.completion.token_ids) for r in self.rows], device=self.device)
-        chosen = self.sampler.choose(self.logits, generated)
         raw_logprobs = None
         if any(r.logprobs is not None for r in self.rows):
-            raw_logprobs = self.logits.float().log_softmax(dim=-1).cpu()
+            raw_logprobs = self.scores.logits.float().log_softmax(dim=-1).cpu()
+        chosen = self.sampler.choose(self.scores, generated)
         tokens = self.loaded.vocab.tokens
         keep: list[int] = []
         now = time.monotonic()
@@ -146,13 +147,13 @@ class ContinuousBatcher:
         if len(keep) < batch_size:
             self.rows = [self.rows[i] for i in keep]
             if not keep:
-                self.logits, self.state, self.sampler = None, (), None
+                self.scores, self.state, self.sampler = None, (), None
                 return batch_size
             index_tensor = torch.tensor(keep, device=self.device)
             self.state = tuple(s[:, index_tensor] for s in self.state)
             self.sampler = self.sampler.filter(keep)
             chosen = chosen[index_tensor]
-        self.logits, self.state = decode_step(self.loaded.model, chosen.to(self.device), self.state)
+        self.scores, self.state = decode_step(self.loaded.model, chosen.to(self.device), self.state)
         return batch_size
 
 
