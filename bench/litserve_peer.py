@@ -10,7 +10,9 @@ continuous   LitServe's continuous-batching loop (streaming): requests join and 
              steps; every step prefills the newcomers and advances all live rows by one token
              with the same `prefill` / `decode_step` / `BatchSampler` the service uses.
 
-Requests: POST /predict {"prompt": str, "max_tokens": int, "min_tokens": int, "seed": int | null}.
+Requests: POST /predict {"prompt": str, "max_tokens": int, "min_tokens": int, "seed": int | null};
+the dynamic server answers {"text", "completion_tokens"}, the continuous one streams JSON lines
+{"text"} per token, the last with "finish_reason" and "completion_tokens".
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class DynamicBatchGeneration(ls.LitAPI):
         if self.threads:
             torch.set_num_threads(self.threads)
         self.loaded = load_model(self.model_dir, "cpu" if device == "cpu" else device)
+        self.device = self.loaded.model.embedding.weight.device
 
     def decode_request(self, request):
         return decode(self.loaded, request)
@@ -74,10 +77,11 @@ class ContinuousGeneration(ls.LitAPI):
         self.pending: list[tuple[str, dict]] = []
         self.uids: list[str] = []
         self.trackers: list[CompletionTracker] = []
-        self.state = self.logits = self.sampler = None
+        self.state = self.scores = self.sampler = None
         if self.threads:
             torch.set_num_threads(self.threads)
         self.loaded = load_model(self.model_dir, "cpu" if device == "cpu" else device)
+        self.device = self.loaded.model.embedding.weight.device
 
     def add_request(self, uid: str, request) -> None:
         with self.lock:
@@ -94,14 +98,14 @@ class ContinuousGeneration(ls.LitAPI):
     def _join(self, newcomers: list[tuple[str, dict]]) -> None:
         loaded = self.loaded
         decoded = [decode(loaded, request) for _, request in newcomers]
-        logits, state = prefill(loaded.model, [prompt for prompt, _ in decoded])
-        sampler = BatchSampler([params for _, params in decoded], len(loaded.vocab), loaded.vocab.unk_id, loaded.vocab.eos_id, logits.device)
+        scores, state = prefill(loaded.model, [prompt for prompt, _ in decoded])
+        sampler = BatchSampler([params for _, params in decoded], len(loaded.vocab), loaded.vocab.unk_id, loaded.vocab.eos_id, self.device)
         trackers = [CompletionTracker(params, loaded.vocab, loaded.tokenizer, context=loaded.vocab.decode(prompt)) for prompt, params in decoded]
         if self.uids:
-            logits = self.logits.concatenate(logits)
+            scores = self.scores.concatenate(scores)
             state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
             sampler = self.sampler.concatenate(sampler)
-        self.logits, self.state, self.sampler = logits, state, sampler
+        self.scores, self.state, self.sampler = scores, state, sampler
         self.uids += [uid for uid, _ in newcomers]
         self.trackers += trackers
 
@@ -113,24 +117,27 @@ class ContinuousGeneration(ls.LitAPI):
             self._join(newcomers)
         if not self.uids:
             return []
-        generated = torch.tensor([len(t.completion.token_ids) for t in self.trackers], device=self.logits.device)
-        chosen = self.sampler.choose(self.logits, generated)
+        generated = torch.tensor([len(t.completion.token_ids) for t in self.trackers], device=self.device)
+        chosen = self.sampler.choose(self.scores, generated)
         outputs, keep = [], []
         for row, (uid, tracker, token) in enumerate(zip(self.uids, self.trackers, chosen.tolist())):
-            outputs.append(Output(uid, tracker.add(token), LitAPIStatus.OK))
+            event = {"text": tracker.add(token)}
+            if tracker.finished:  # LitServe sends nothing of the finishing output: say it here
+                event |= {"finish_reason": tracker.completion.finish_reason, "completion_tokens": len(tracker.completion.token_ids)}
+            outputs.append(Output(uid, event, LitAPIStatus.OK))
             if tracker.finished:
                 outputs.append(Output(uid, "", LitAPIStatus.FINISH_STREAMING))
             else:
                 keep.append(row)
         if len(keep) < len(self.uids):
-            index = torch.tensor(keep, dtype=torch.long, device=self.logits.device)
+            index = torch.tensor(keep, dtype=torch.long, device=self.device)
             self.uids = [self.uids[i] for i in keep]
             self.trackers = [self.trackers[i] for i in keep]
             self.state = tuple(s[:, index] for s in self.state)
             self.sampler = self.sampler.filter(keep) if keep else None
             chosen = chosen[index]
         if self.uids:
-            self.logits, self.state = decode_step(self.loaded.model, chosen, self.state)
+            self.scores, self.state = decode_step(self.loaded.model, chosen, self.state)
         return outputs
 
     def encode_response(self, output):

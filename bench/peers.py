@@ -133,12 +133,16 @@ async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, 
             response.raise_for_status()
             tokens = response.json()["completion_tokens"]
         else:
+            tokens = 0
             async with client.stream("POST", "/predict", json=body) as response:
                 response.raise_for_status()
-                async for chunk in response.aiter_text():
-                    if first is None and chunk:
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if first is None and "text" in event:
                         first = time.perf_counter() - started
-            tokens = length  # exact-length requests; the stream carries only text
+                    tokens = event.get("completion_tokens", tokens)
     latency = time.perf_counter() - started
     if tokens != length:
         raise RuntimeError(f"{engine} returned {tokens} tokens, asked for {length}")

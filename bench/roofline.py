@@ -1,0 +1,168 @@
+"""Where a decode step's time goes, against what this machine can do, measured in one run.
+
+    .venv/bin/python -m bench.roofline [--models wikitext2-lstm shakespeare-char-lstm] [--batch-sizes 1 8 64 256]
+
+The machine: the matmul peak (a 2048² float32 product) and the memory bandwidth (a 256 MB
+copy), with the threads a worker uses. Per decode step of each model at each batch size:
+FLOPs and bytes of the cell step (weights read once, plus the state) and of the output layer
+(the full distribution, and the adaptive head read cluster by cluster as the sampler does), the
+measured time of the cell step and of head + sampling, the cell's fraction of the matmul peak,
+and the continuous batcher's whole step (the engine's Python: trackers, events, row bookkeeping)
+to show the scheduling overhead. Prints a table, writes bench/results/roofline-<label>.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from app.engine.batcher import ContinuousBatcher
+from app.engine.lm_tasks import TokenLimits
+from app.engine.messages import GenerateJob
+from models.generation import decode_step, prefill
+from models.next_token import NextTokenScores
+from models.registry import load_model
+from models.sampling import BatchSampler, SamplingParams
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+PROMPTS = {"wikitext2-lstm": "The game was released in", "shakespeare-char-lstm": "ROMEO:\n"}
+
+
+def timed(function, repeats: int) -> float:
+    function()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - started) / repeats
+
+
+def machine_peak(repeats: int = 20) -> dict:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    matmul = timed(lambda: torch.mm(a, b), repeats)
+    source = torch.empty(64 * 1024 * 1024)  # 256 MB
+    destination = torch.empty_like(source)
+    copy = timed(lambda: destination.copy_(source), 5)
+    return {"matmul_gflops": 2 * 2048**3 / matmul / 1e9, "bandwidth_gb_s": 2 * source.numel() * 4 / copy / 1e9}
+
+
+def cell_cost(model, batch: int) -> tuple[float, float]:
+    """(FLOPs, bytes) of one cell step for `batch` rows: the gate products of every layer, the
+    weights read once, the state read and written."""
+    config = model.config
+    gates = GATES[config.cell] * config.hidden_dim
+    flops = weights = 0
+    width = config.embedding_dim
+    for _ in range(config.num_layers):
+        flops += 2 * batch * gates * (width + config.hidden_dim)
+        weights += gates * (width + config.hidden_dim + 2)
+        width = config.hidden_dim
+    states = model.num_state_tensors * config.num_layers * batch * config.hidden_dim * 2
+    return flops, 4 * (weights + states)
+
+
+def head_cost(model, batch: int, cluster_rows: float) -> tuple[float, float, float, float]:
+    """(FLOPs, bytes) of the full output layer and of the head read cluster by cluster, where
+    `cluster_rows` is the mean number of rows per step that enter a cluster."""
+    vocab = model.config.vocab_size
+    width = model.decoder.in_features if model.adaptive is None else model.adaptive.in_features
+    if model.adaptive is None:
+        flops = 2 * batch * width * vocab
+        return flops, 4 * (width * vocab + batch * vocab), flops, 4 * (width * vocab + batch * vocab)
+    adaptive = model.adaptive
+    head_out = adaptive.head.out_features
+    head_flops, head_bytes = 2 * batch * width * head_out, 4 * (width * head_out + batch * head_out)
+    tail_flops = tail_bytes = 0
+    per_cluster_flops = []
+    for tail in adaptive.tail:
+        hidden, out = tail[0].out_features, tail[1].out_features
+        tail_flops += 2 * batch * (width * hidden + hidden * out)
+        tail_bytes += 4 * (width * hidden + hidden * out + batch * out)
+        per_cluster_flops.append(2 * (width * hidden + hidden * out))
+    mean_cluster = sum(per_cluster_flops) / len(per_cluster_flops)
+    return (head_flops + tail_flops, head_bytes + tail_bytes,
+            head_flops + cluster_rows * mean_cluster, head_bytes + 4 * cluster_rows * width)
+
+
+def measure(loaded, batch: int, repeats: int) -> dict:
+    model, vocab = loaded.model, loaded.vocab
+    prompt = loaded.encode_text(PROMPTS.get(loaded.model_id, "The"), add_start=True).ids
+    params = [SamplingParams(max_tokens=10_000, min_tokens=10_000) for _ in range(batch)]
+    sampler = BatchSampler(params, len(vocab), vocab.unk_id, vocab.eos_id)
+    scores, state = prefill(model, [prompt] * batch)
+    generated = torch.zeros(batch, dtype=torch.long)
+    tokens = sampler.choose(scores, generated)
+    cell = timed(lambda: model.step_hidden(tokens, state), repeats)
+    hidden, _ = model.step_hidden(tokens, state)
+    entered = []
+
+    def head_and_sampling() -> None:
+        scores = NextTokenScores(model, hidden)
+        chosen = sampler.choose(scores, generated)
+        if model.adaptive is not None:
+            entered.append(int((chosen >= model.adaptive.shortlist_size).sum()))
+
+    sampled = timed(head_and_sampling, repeats)
+    full = timed(lambda: sampler.choose(NextTokenScores(model, hidden).logits, generated), repeats)
+    batcher = ContinuousBatcher(loaded, batch, TokenLimits(4096, 4096))
+    batcher.submit(GenerateJob("roofline", loaded.model_id, PROMPTS.get(loaded.model_id, "The"), params), lambda event: None)
+    batcher.step(lambda event: None)  # prefill
+    engine_step = timed(lambda: batcher.step(lambda event: None), repeats)
+    cluster_rows = sum(entered) / len(entered) if entered else 0.0
+    cell_flops, cell_bytes = cell_cost(model, batch)
+    full_flops, full_bytes, head_flops, head_bytes = head_cost(model, batch, cluster_rows)
+    return {"batch": batch, "cell_flops": cell_flops, "cell_bytes": cell_bytes, "cell_s": cell,
+            "head_full_flops": full_flops, "head_full_bytes": full_bytes, "head_full_and_sampling_s": full,
+            "head_read_flops": head_flops, "head_read_bytes": head_bytes, "head_and_sampling_s": sampled,
+            "rows_in_clusters": cluster_rows, "engine_step_s": engine_step}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64, 256])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (a CPU worker's default: all cores)")
+    parser.add_argument("--label", default="cpu")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    peak = machine_peak()
+    rows = []
+    with torch.inference_mode():
+        for model_id in args.models:
+            loaded = load_model(args.models_dir / model_id, "cpu")
+            for batch in args.batch_sizes:
+                row = {"model": model_id} | measure(loaded, batch, args.repeats)
+                row["cell_fraction_of_peak"] = row["cell_flops"] / row["cell_s"] / 1e9 / peak["matmul_gflops"]
+                rows.append(row)
+                print({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    header = (f"decode step, {args.threads} threads, {platform.processor() or platform.machine()}: matmul peak "
+              f"{peak['matmul_gflops']:.0f} GFLOP/s (2048² float32), copy bandwidth {peak['bandwidth_gb_s']:.1f} GB/s")
+    lines = ["| model | batch | cell GFLOP | cell MB | cell ms | cell % of peak | head+sampling GFLOP (full → read) | "
+             "head+sampling ms (full → read) | engine step ms | overhead ms | tokens/s (engine step) |",
+             "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
+    for r in rows:
+        overhead = r["engine_step_s"] - r["cell_s"] - r["head_and_sampling_s"]
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['cell_flops'] / 1e9:.3f} | {r['cell_bytes'] / 1e6:.1f} | {r['cell_s'] * 1e3:.2f} | "
+            f"{100 * r['cell_fraction_of_peak']:.0f}% | {r['head_full_flops'] / 1e9:.3f} → {r['head_read_flops'] / 1e9:.3f} | "
+            f"{r['head_full_and_sampling_s'] * 1e3:.2f} → {r['head_and_sampling_s'] * 1e3:.2f} | {r['engine_step_s'] * 1e3:.2f} | "
+            f"{overhead * 1e3:.2f} | {r['batch'] / r['engine_step_s']:.0f} |")
+    text = header + "\n\n" + "\n".join(lines)
+    print("\n" + text)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / f"roofline-{args.label}.md").write_text(text + "\n")
+    (args.output_dir / f"roofline-{args.label}.json").write_text(json.dumps({"peak": peak, "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
