@@ -239,18 +239,20 @@ class BatchSampler:
         return probabilities
 
     @torch.inference_mode()
-    def choose(self, scores, generated: torch.Tensor) -> torch.Tensor:
+    def choose(self, scores, generated: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """scores: logits (B, V) or a `models.next_token.NextTokenScores`; generated counts
-        (B,) -> chosen token ids (B,)."""
+        (B,) -> chosen token ids (B,). Rows where `active` is False (still reading their prompt)
+        get an arbitrary token and keep their random stream where it is."""
+        advance = ~self.greedy if active is None else ~self.greedy & active
         if not isinstance(scores, torch.Tensor):
             if scores.by_cluster and self.reads_by_cluster and max(self.unknown_id, self.end_id) < scores.shortlist_size:
-                return self._choose_by_cluster(scores, generated)
+                return self._choose_by_cluster(scores, generated, advance)
             scores = scores.logits
         probabilities = self.probabilities(scores, generated)
         if self.all_greedy:
             return probabilities.argmax(dim=-1)
         sampled = inverse_cdf(probabilities, counter_uniforms(self.seeds, self.draws))
-        self.draws += (~self.greedy).long()
+        self.draws += advance.long()
         if not bool(self.greedy.any()):
             return sampled
         return torch.where(self.greedy, probabilities.argmax(dim=-1), sampled)
@@ -262,7 +264,7 @@ class BatchSampler:
         return all(p.strategy == "argmax" or (p.strategy == "multinomial" and p.temperature == 1.0 and p.top_k is None
                                               and p.top_p == 1.0) for p in self.params)
 
-    def _choose_by_cluster(self, scores, generated: torch.Tensor) -> torch.Tensor:
+    def _choose_by_cluster(self, scores, generated: torch.Tensor, advance: torch.Tensor) -> torch.Tensor:
         """The same choice as from the full distribution, reading the adaptive head and only the
         clusters chosen rows land in. The vocabulary is ordered [frequent words, cluster 0,
         cluster 1, ...], the head [frequent words, mass of cluster 0, mass of cluster 1, ...],
@@ -292,7 +294,7 @@ class BatchSampler:
                 first, within = scores.cluster(cluster, sampled_rows[in_cluster])
                 tokens[in_cluster] = first + inverse_cdf(within, fraction[in_cluster].clamp(0.0, 1.0))
             chosen[sampled_rows] = tokens
-            self.draws += (~greedy).long()
+            self.draws += advance.long()
         return chosen
 
     @staticmethod

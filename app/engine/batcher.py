@@ -37,6 +37,11 @@ class Row:
     submitted_at: float
     first_token_at: float | None = None
     aborted: bool = False
+    prompt_left: int = 0  # prompt tokens still to feed through the decode step (see _admit)
+
+    @property
+    def sampling(self) -> bool:
+        return self.prompt_left == 0
 
     @property
     def reports_tokens(self) -> bool:
@@ -93,21 +98,43 @@ class ContinuousBatcher:
                 row.aborted = True
 
     def _admit(self) -> None:
+        """Waiting rows join. When rows are already running, a short prompt joins with a zero
+        state and is fed through the shared decode step one token per step: its cost is a row
+        of a step that runs anyway, where a separate prefill call costs milliseconds of set-up
+        every time a request arrives. Long prompts, and any prompt when nothing is running,
+        are prefilled in one packed call."""
         joining: list[Row] = []
         while self.waiting and len(self.rows) + len(joining) < self.max_batch_size:
             joining.append(self.waiting.popleft())
         if not joining:
             return
         vocab = self.loaded.vocab
-        scores, state = prefill(self.loaded.model, [row.prompt_ids for row in joining])
-        sampler = BatchSampler([r.tracker.params for r in joining], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
-        if self.rows:
-            self.scores = self.scores.concatenate(scores)
-            self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
-            self.sampler = self.sampler.concatenate(sampler)
-        else:
-            self.scores, self.state, self.sampler = scores, state, sampler
-        self.rows.extend(joining)
+        fed = [row for row in joining if self.rows and len(row.prompt_ids) <= STEP_PREFILL_MAX_TOKENS]
+        packed = [row for row in joining if row not in fed]
+        for group, scores_and_state in ((packed, self._prefill(packed)), (fed, self._zero_start(fed))):
+            if not group:
+                continue
+            scores, state = scores_and_state
+            sampler = BatchSampler([r.tracker.params for r in group], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
+            if self.rows:
+                self.scores = self.scores.concatenate(scores)
+                self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
+                self.sampler = self.sampler.concatenate(sampler)
+            else:
+                self.scores, self.state, self.sampler = scores, state, sampler
+            self.rows.extend(group)
+
+    def _prefill(self, rows: list[Row]):
+        return prefill(self.loaded.model, [row.prompt_ids for row in rows]) if rows else None
+
+    def _zero_start(self, rows: list[Row]):
+        if not rows:
+            return None
+        for row in rows:
+            row.prompt_left = len(row.prompt_ids)
+        model = self.loaded.model
+        hidden = self.scores.hidden.new_zeros(len(rows), self.scores.hidden.size(1))  # read by no one
+        return NextTokenScores(model, hidden), model.init_state(len(rows), self.device)
 
     def step(self, emit) -> int:
         """Admit waiting rows, choose one token for every live row, drop finished rows and
@@ -118,14 +145,25 @@ class ContinuousBatcher:
         batch_size = len(self.rows)
         generated = torch.tensor([len(r.tracker.completion.token_ids) for r in self.rows], device=self.device)
         raw_logprobs = None
-        if any(r.logprobs is not None for r in self.rows):
+        if any(r.logprobs is not None and r.sampling for r in self.rows):
             raw_logprobs = self.scores.logits.float().log_softmax(dim=-1).cpu()
-        chosen = self.sampler.choose(self.scores, generated)
+        feeding = [index for index, row in enumerate(self.rows) if not row.sampling]
+        active = None
+        if feeding:
+            active = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+            active[feeding] = False
+        chosen = self.sampler.choose(self.scores, generated, active)
         tokens = self.loaded.vocab.tokens
         keep: list[int] = []
         now = time.monotonic()
-        for index, (row, token_id) in enumerate(zip(self.rows, chosen.tolist())):
+        inputs = chosen.tolist()
+        for index, (row, token_id) in enumerate(zip(self.rows, inputs)):
             if row.aborted:
+                continue
+            if not row.sampling:  # still feeding its prompt: this step's input is the next prompt token
+                inputs[index] = row.prompt_ids[len(row.prompt_ids) - row.prompt_left]
+                row.prompt_left -= 1
+                keep.append(index)
                 continue
             completion = row.tracker.completion
             count_before = len(completion.token_ids)
@@ -152,12 +190,14 @@ class ContinuousBatcher:
             index_tensor = torch.tensor(keep, device=self.device)
             self.state = tuple(s[:, index_tensor] for s in self.state)
             self.sampler = self.sampler.filter(keep)
-            chosen = chosen[index_tensor]
-        self.scores, self.state = decode_step(self.loaded.model, chosen.to(self.device), self.state)
+        fed_tokens = torch.tensor([inputs[i] for i in keep], device=self.device)
+        self.scores, self.state = decode_step(self.loaded.model, fed_tokens, self.state)
         return batch_size
 
 
 TREE_CHUNK_FACTOR = 8
+# Prompts up to this many tokens join a running batch through its decode steps (ContinuousBatcher._admit).
+STEP_PREFILL_MAX_TOKENS = 16
 
 
 def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max_batch_size: int, emit) -> list[int]:

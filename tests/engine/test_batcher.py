@@ -71,6 +71,26 @@ def test_requests_join_a_running_batch(loaded):
     assert tokens_of(events, "late") == solo(loaded, PROMPTS[1], late)
 
 
+@pytest.mark.parametrize("kind", sorted(PARAM_SETS))
+def test_prompts_fed_through_running_steps_give_the_same_tokens(loaded, kind):
+    """Short prompts that join a running batch are read one token per shared step, long ones
+    prefilled; staggered arrivals, each equal to generating alone."""
+    batcher = ContinuousBatcher(loaded, max_batch_size=64, limits=LIMITS)
+    events: list = []
+    runner = SamplingParams(strategy="argmax", max_tokens=60, min_tokens=60)
+    batcher.submit(GenerateJob("runner", loaded.model_id, PROMPTS[0], [runner]), events.append)
+    long_prompt = " ".join(["the cat sat on the mat ."] * 4)  # past the in-step limit
+    arrivals = PROMPTS[1:] + [long_prompt]
+    for i, prompt in enumerate(arrivals):
+        for _ in range(i + 1):
+            batcher.step(events.append)
+        batcher.submit(GenerateJob(f"late{i}", loaded.model_id, prompt, [PARAM_SETS[kind](i)]), events.append)
+    run_until_done(batcher, events)
+    assert tokens_of(events, "runner") == solo(loaded, PROMPTS[0], runner)
+    for i, prompt in enumerate(arrivals):
+        assert tokens_of(events, f"late{i}") == solo(loaded, prompt, PARAM_SETS[kind](i)), prompt
+
+
 def test_batch_size_cap_queues_the_rest(loaded):
     batcher = ContinuousBatcher(loaded, max_batch_size=2, limits=LIMITS)
     events: list = []
