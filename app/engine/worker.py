@@ -53,8 +53,11 @@ def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, st
 
 
 class WorkerLoop:
-    def __init__(self, config: WorkerConfig, inbox, outbox) -> None:
+    def __init__(self, config: WorkerConfig, inbox, outbox, parent_pid: int | None = None) -> None:
         self.config, self.inbox, self.outbox = config, inbox, outbox
+        # A worker process whose server was killed (SIGKILL, OOM) gets no Shutdown message: it
+        # notices it has been re-parented and exits instead of holding its memory forever.
+        self.parent_pid = parent_pid
         self.models: dict = {}
         self.batchers: dict[str, ContinuousBatcher] = {}
         self.score_jobs: list[ScoreJob] = []
@@ -85,7 +88,7 @@ class WorkerLoop:
         }
         self.outbox.put(Ready(self.config.worker_id, sorted(self.models), self.config.device, failures))
         while True:
-            if not self.receive():
+            if not self.receive() or (self.parent_pid is not None and os.getppid() != self.parent_pid):
                 return
             self.work()
             self.flush()
@@ -199,6 +202,6 @@ def process_main(config: WorkerConfig, inbox, outbox) -> None:
     """Entry point of a worker process."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{config.worker_id}[{os.getpid()}] %(name)s: %(message)s")
     try:
-        WorkerLoop(config, inbox, outbox).run()
+        WorkerLoop(config, inbox, outbox, parent_pid=os.getppid()).run()
     except KeyboardInterrupt:
         pass

@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -106,3 +107,25 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(tmp_path, tiny_m
     server.stop()
     assert results == [(200, 8000)] * 3  # the in-flight requests finished
     assert refused in ("refused", 503)
+
+
+def test_workers_exit_when_the_server_is_killed(tmp_path, tiny_models_dir):
+    """SIGKILL (or the OOM killer) gives the server no chance to stop its workers; they notice
+    they were orphaned and exit rather than hold their memory."""
+    server = start_server(tmp_path, tiny_models_dir)
+    pids = [w["pid"] for w in httpx.get(server.base_url + "/readyz").json()["workers"]]
+    server.process.kill()
+    server.process.wait(10)
+    server.stop()
+
+    def running(pid: int) -> bool:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "State:\tZ" not in status  # a zombie has exited; only its parent's reaping is left
+
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids and not any(running(pid) for pid in pids)
