@@ -52,6 +52,9 @@ def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, st
     return models, failures
 
 
+STATS_INTERVAL_S = 0.25
+
+
 class WorkerLoop:
     def __init__(self, config: WorkerConfig, inbox, outbox, parent_pid: int | None = None) -> None:
         self.config, self.inbox, self.outbox = config, inbox, outbox
@@ -65,6 +68,7 @@ class WorkerLoop:
         self.caption_jobs: list[CaptionJob] = []
         self.caption_since: float | None = None
         self.report = StepReport()
+        self.last_flush = 0.0
         # Batchers of replaced model revisions: they finish their live sequences, then go.
         self.retired: list[ContinuousBatcher] = []
 
@@ -72,7 +76,15 @@ class WorkerLoop:
         self.report.events.append(event)
 
     def flush(self) -> None:
-        if self.report.events or self.report.generation_batch_sizes or self.report.score_batch_sizes or self.report.caption_batch_sizes:
+        """Send what this step produced. A step with events is sent at once; one with only
+        batch sizes for the metrics waits (up to STATS_INTERVAL_S) to go with a later one, so a
+        step that finished nothing costs no message, no pickling and no wake-up of the server."""
+        report = self.report
+        if not (report.events or report.generation_batch_sizes or report.score_batch_sizes or report.caption_batch_sizes):
+            return
+        now = time.monotonic()
+        if report.events or now - self.last_flush >= STATS_INTERVAL_S or not self.generating():
+            self.last_flush = now
             self.report.live_rows = sum(len(b.rows) + len(b.waiting) for b in (*self.batchers.values(), *self.retired))
             self.outbox.put(self.report)
             self.report = StepReport()
