@@ -152,12 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the worker (default: torch's)")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.mode == "dynamic":
         api = DynamicBatchGeneration(args.model_dir, args.threads, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
     else:
         api = ContinuousGeneration(args.model_dir, args.threads, args.max_batch_size)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=600)
+    server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=1, timeout=600)
     server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False)
 
 

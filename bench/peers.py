@@ -81,19 +81,21 @@ class Process:
         self.log.close()
 
 
-def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path) -> Process:
+def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path, device: str = "cpu") -> Process:
     port = free_port()
-    env = {"RNNSERVE_MODELS_DIR": str(model_dir.parent), "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",
+    env = {"RNNSERVE_DEVICE": device, "RNNSERVE_MODELS_DIR": str(model_dir.parent), "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",
            "RNNSERVE_REQUEST_TIMEOUT_S": "600", "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_BATCH_SIZE": str(max_batch_size)}
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log"]
     return Process(command, env, port, "/readyz", log_dir / f"rnnserve-{port}.log")
 
 
-def start_litserve(model_dir: Path, mode: str, max_batch_size: int, batch_timeout: float, threads: int | None, log_dir: Path) -> Process:
+def start_litserve(model_dir: Path, mode: str, max_batch_size: int, batch_timeout: float, threads: int | None, log_dir: Path,
+                   device: str = "cpu") -> Process:
     port = free_port()
     command = [sys.executable, "-m", "bench.litserve_peer", "--model-dir", str(model_dir), "--mode", mode, "--port", str(port),
-               "--max-batch-size", str(max_batch_size), "--batch-timeout", str(batch_timeout)]
+               "--max-batch-size", str(max_batch_size), "--batch-timeout", str(batch_timeout),
+               "--accelerator", "cuda" if device.startswith("cuda") else "cpu"]
     if threads:
         command += ["--threads", str(threads)]
     return Process(command, {}, port, "/health", log_dir / f"litserve-{mode}-{port}.log")
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--litserve-batch-timeout", type=float, default=0.02)
     parser.add_argument("--litserve-threads", type=int, default=None, help="torch threads in LitServe's worker (default: torch's)")
     parser.add_argument("--prompt", default=None, help="default: each model's example prompt")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where both servers run the model")
     parser.add_argument("--label", default="cpu")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -233,12 +236,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for engine in args.engines:
             if engine.startswith("rnnserve"):
                 if "rnnserve" not in servers:
-                    servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, log_dir)
+                    servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
                 server = servers["rnnserve"]
             else:
                 mode = engine.removeprefix("litserve-")
                 size = args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
-                server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir)
+                server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir, args.device)
             try:
                 server.wait_ready()
                 asyncio.run(run_level(server.url, engine, model, prompt, [16] * 8, 4))  # warm-up
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows.sort(key=lambda r: (args.models.index(r["model"]), args.lengths.index(r["lengths"]), r["concurrency"], args.engines.index(r["engine"])))
     header = (f"rnnserve against LitServe on the same weights, {args.requests_per_client} requests per client (at least 16), "
               f"LitServe dynamic max_batch_size {args.litserve_batch_size} / batch_timeout {args.litserve_batch_timeout} s, "
-              f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})")
+              f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), models on {args.device}")
     text = header + "\n\n" + table(rows)
     print("\n" + text)
     (args.output_dir / f"peers-{args.label}.md").write_text(text + "\n")

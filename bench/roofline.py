@@ -35,22 +35,30 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 PROMPTS = {"wikitext2-lstm": "The game was released in", "shakespeare-char-lstm": "ROMEO:\n"}
 
 
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(function, repeats: int, rounds: int = 3) -> float:
-    """Seconds per call: the best of `rounds` rounds (this machine is shared and noisy)."""
+    """Seconds per call: the best of `rounds` rounds (machines are shared and noisy); on a GPU
+    the queued work is waited for."""
     function()
+    synchronize()
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(repeats):
             function()
+        synchronize()
         best = min(best, (time.perf_counter() - started) / repeats)
     return best
 
 
-def machine_peak(repeats: int = 20) -> dict:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def machine_peak(device: torch.device, repeats: int = 20) -> dict:
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
     matmul = timed(lambda: torch.mm(a, b), repeats)
-    source = torch.empty(64 * 1024 * 1024)  # 256 MB
+    source = torch.empty(64 * 1024 * 1024, device=device)  # 256 MB
     destination = torch.empty_like(source)
     copy = timed(lambda: destination.copy_(source), 5)
     return {"matmul_gflops": 2 * 2048**3 / matmul / 1e9, "bandwidth_gb_s": 2 * source.numel() * 4 / copy / 1e9}
@@ -96,11 +104,12 @@ def head_cost(model, batch: int, cluster_rows: float) -> tuple[float, float, flo
 
 def measure(loaded, batch: int, repeats: int) -> dict:
     model, vocab = loaded.model, loaded.vocab
+    device = model.embedding.weight.device
     prompt = loaded.encode_text(PROMPTS.get(loaded.model_id, "The"), add_start=True).ids
     params = [SamplingParams(max_tokens=10_000, min_tokens=10_000) for _ in range(batch)]
-    sampler = BatchSampler(params, len(vocab), vocab.unk_id, vocab.eos_id)
+    sampler = BatchSampler(params, len(vocab), vocab.unk_id, vocab.eos_id, device)
     scores, state = prefill(model, [prompt] * batch)
-    generated = torch.zeros(batch, dtype=torch.long)
+    generated = torch.zeros(batch, dtype=torch.long, device=device)
     tokens = sampler.choose(scores, generated)
     cell = timed(lambda: model.step_hidden(tokens, state), repeats)
     hidden, _ = model.step_hidden(tokens, state)
@@ -134,21 +143,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (a CPU worker's default: all cores)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--label", default="cpu")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    peak = machine_peak()
+    device = torch.device(args.device)
+    peak = machine_peak(device)
     rows = []
     with torch.inference_mode():
         for model_id in args.models:
-            loaded = load_model(args.models_dir / model_id, "cpu")
+            loaded = load_model(args.models_dir / model_id, device)
             for batch in args.batch_sizes:
                 row = {"model": model_id} | measure(loaded, batch, args.repeats)
                 row["cell_fraction_of_peak"] = row["cell_flops"] / row["cell_s"] / 1e9 / peak["matmul_gflops"]
                 rows.append(row)
                 print({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    header = (f"decode step, {args.threads} threads, {platform.processor() or platform.machine()}: matmul peak "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads, {platform.processor() or platform.machine()}"
+    header = (f"decode step, {where}: matmul peak "
               f"{peak['matmul_gflops']:.0f} GFLOP/s (2048² float32), copy bandwidth {peak['bandwidth_gb_s']:.1f} GB/s")
     lines = ["| model | batch | cell GFLOP | cell MB | cell ms | cell % of peak | head+sampling GFLOP (full → read) | "
              "head+sampling ms (full → read) | engine step ms | overhead ms | tokens/s (engine step) |",

@@ -21,3 +21,14 @@ def test_roofline_accounts_for_a_step(tmp_path, tiny_models_dir):
         assert row["cell_flops"] > 0 and row["cell_s"] > 0 and row["engine_step_s"] > 0
         assert 0 < row["cell_fraction_of_peak"] < 1.5
     assert (tmp_path / "roofline-cpu.md").exists()
+
+
+def test_the_gpu_script_runs_its_steps_on_the_cpu(tmp_path):
+    from bench.gpu import main as gpu_run
+
+    report = gpu_run(["--device", "cpu", "--quick", "--output-dir", str(tmp_path)])
+    assert {row["model"] for row in report["roofline"]} == {"wikitext2-lstm", "shakespeare-char-lstm", "wikitext2-2x32-random"}
+    assert {row["engine"] for row in report["peers"]} >= {"rnnserve", "litserve-dynamic"}
+    for row in report["bf16"]:  # measured where the device has bfloat16 LSTMs, else said so
+        assert "unsupported" in row or (row["tokens"] > 100 and row["max_abs_logprob_difference"] >= 0)
+    assert (tmp_path / "bf16-cpu-check.md").exists() and (tmp_path / "roofline-cpu-check.md").exists()
