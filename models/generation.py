@@ -13,7 +13,7 @@ import torch
 from models.next_token import NextTokenScores
 from models.rnn_lm import RNNLanguageModel, State
 from models.sampling import BatchSampler, SamplingParams
-from models.tokenizer import Tokenizer
+from models.tokenizer import CONTEXT_TOKENS, EOS, QUOTE, Tokenizer, context_window
 from models.vocab import Vocabulary
 
 
@@ -49,12 +49,22 @@ class Completion:
     finish_reason: str | None = None
 
 
+# Tracked text: tokens that stay live (re-detokenized with each new token, so that a later token
+# can still change how they join) and how many are frozen into text at a time.
+LIVE_TOKENS = 16
+FROZEN_STEP = 16
+MIN_WINDOW_TOKENS = 4  # context tokens the live ones are joined to, at least
+
+
 class CompletionTracker:
     """Accumulates one row's tokens and decides when it is finished.
 
-    Detokenizing is not free for word models, so the text is rebuilt after every token only
-    when someone needs it as it grows (streaming, or stop strings to look for); otherwise
-    once, when the row finishes.
+    Detokenizing is not free for word models, so the text is tracked as it grows only when
+    someone needs it (streaming, or stop strings to look for); otherwise it is made once, when
+    the row finishes. Tracked text costs the same for every token however long the completion:
+    all but the last LIVE_TOKENS tokens are frozen into text, and each new token detokenizes
+    only the live tokens after a bounded context (what `detokenize_continuation` reads of a
+    context anyway), where rebuilding the whole completion per token was quadratic.
     """
 
     def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer, incremental_text: bool = True,
@@ -64,6 +74,13 @@ class CompletionTracker:
         self.context = list(context)
         self.incremental_text = incremental_text or bool(params.stop)
         self.completion = Completion()
+        self.frozen_text, self.frozen_count = "", 0
+        # The context line's last tokens and the quotes before them, frozen tokens included:
+        # the window the live tokens join (see models.tokenizer.context_window).
+        line_start = max((i + 1 for i, token in enumerate(self.context) if token == EOS), default=0)
+        line = self.context[line_start:]
+        self.line_tail, self.dropped_quotes = line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)
+        self._window: tuple[list[str], str] | None = None
 
     @property
     def finished(self) -> bool:
@@ -84,20 +101,59 @@ class CompletionTracker:
         if not self.incremental_text:
             self._final_text()
             return ""
-        previous_text = completion.text
-        completion.text = self.tokenizer.detokenize_continuation(self.context, completion.tokens)
+        previous_text, settled = completion.text, len(self.frozen_text)
+        completion.text = self._tracked_text()
         for stop in self.params.stop:
-            position = completion.text.find(stop)
+            # Only text after what was already searched can hold a new occurrence.
+            position = completion.text.find(stop, max(0, settled - len(stop)))
             if position >= 0:
                 completion.text = completion.text[:position]
                 completion.finish_reason = "stop"
                 break
-        # Detokenizing can rewrite the tail (joining "n" + "'t"), so report the new suffix.
-        common = 0
+        # Detokenizing can rewrite the tail (joining "n" + "'t"), so report the new suffix; the
+        # frozen text is a prefix of both.
+        common = min(settled, len(completion.text))
         limit = min(len(previous_text), len(completion.text))
         while common < limit and previous_text[common] == completion.text[common]:
             common += 1
         return completion.text[common:]
+
+    def _tracked_text(self) -> str:
+        tokens = self.completion.tokens
+        if len(tokens) - self.frozen_count > FROZEN_STEP + LIVE_TOKENS:
+            # Freeze up to a boundary between two plain words: the detokenizer joins clitics,
+            # punctuation runs ("." "." "." -> "...") and numbers across a boundary, but two
+            # words always meet with one space, so the frozen text is final there.
+            for boundary in range(len(tokens) - LIVE_TOKENS, self.frozen_count, -1):
+                if tokens[boundary - 1].isalnum() and tokens[boundary].isalnum():
+                    self._freeze(tokens[self.frozen_count : boundary])
+                    break
+        window, before = self._join_window()
+        return self.frozen_text + self.tokenizer.join_continuation(window, tokens[self.frozen_count :], before)
+
+    def _join_window(self) -> tuple[list[str], str]:
+        """The window the live tokens join, and its own text, made once per freeze. It starts
+        at the last boundary between two plain words that leaves MIN_WINDOW_TOKENS (what is
+        before such a boundary meets what follows with one space, quotes aside, and the quotes
+        are carried by context_window), so each token detokenizes a few words, not 64."""
+        if self._window is None:
+            tail, cut = self.line_tail, 0
+            for boundary in range(len(tail) - MIN_WINDOW_TOKENS, 0, -1):
+                if tail[boundary - 1].isalnum() and tail[boundary].isalnum():
+                    cut = boundary
+                    break
+            window = context_window(tail[cut:], self.dropped_quotes + tail[:cut].count(QUOTE))
+            self._window = (window, self.tokenizer.detokenize(window) if window else "")
+        return self._window
+
+    def _freeze(self, piece: list[str]) -> None:
+        window, before = self._join_window()
+        self.frozen_text += self.tokenizer.join_continuation(window, piece, before)
+        self.frozen_count += len(piece)
+        line = self.line_tail + piece
+        self.dropped_quotes += line[:-CONTEXT_TOKENS].count(QUOTE)
+        self.line_tail = line[-CONTEXT_TOKENS:]
+        self._window = None
 
     def _final_text(self) -> None:
         if self.finished and not self.incremental_text:

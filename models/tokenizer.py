@@ -192,11 +192,18 @@ class Tokenizer:
         # Only the context's current line affects how the continuation joins (quotes open on
         # it, the word before); a bounded tail keeps this cheap.
         line_start = max((i + 1 for i, token in enumerate(context) if token == EOS), default=0)
-        context = context[line_start:][-CONTEXT_TOKENS:]
-        if not context:
+        line = context[line_start:]
+        return self.join_continuation(context_window(line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)), tokens)
+
+    def join_continuation(self, window: list[str], tokens: list[str], before: str | None = None) -> str:
+        """`detokenize_continuation` after a context already cut to its window (`context_window`);
+        `before` is the window's own text when the caller has it already."""
+        if self.config.level == "char":
+            return "".join(tokens)
+        if not window:
             return self.detokenize(tokens)
-        before = self.detokenize(context)
-        whole = self.detokenize(context + tokens)
+        before = self.detokenize(window) if before is None else before
+        whole = self.detokenize(window + tokens)
         if whole.startswith(before):
             return whole[len(before):]
         # Detokenizing rewrote the end of the context (a contraction split across the two):
@@ -205,8 +212,16 @@ class Tokenizer:
         return (" " + text) if text and not text.startswith((" ", "\n")) else text
 
 
+def context_window(tail: list[str], dropped_quotes: int) -> list[str]:
+    """What of a line decides how a continuation joins it: its last tokens `tail`, led by a
+    quote when the `dropped_quotes` before them leave one open, so that quotes further on still
+    open and close as in the whole line."""
+    return ([QUOTE] if dropped_quotes % 2 else []) + tail
+
+
 # Context tokens read when joining a continuation to its prompt.
 CONTEXT_TOKENS = 64
+QUOTE = '"'
 
 
 def _detokenize_line(tokens: list[str]) -> str:
@@ -216,7 +231,7 @@ def _detokenize_line(tokens: list[str]) -> str:
     words: list[str] = []
     open_quote = False
     for token in tokens:
-        if token == '"':
+        if token == QUOTE:
             words.append("''" if open_quote else "``")
             open_quote = not open_quote
         elif token.lower() == "'t" and words and words[-1].lower().endswith("n"):

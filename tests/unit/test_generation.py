@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.generation import generate
+from models.generation import CompletionTracker, generate
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.sampling import SamplingParams
 from models.tokenizer import Tokenizer, TokenizerConfig
@@ -51,3 +51,62 @@ def test_stop_string_truncates_text(model):
     assert stopped.finish_reason == "stop"
     assert stop_token not in stopped.text
     assert first.text.startswith(stopped.text)
+
+
+def _random_word_stream(vocab, rng, length):
+    """Tokens of the shipped word vocabulary, a third of them punctuation, clitics and markers
+    (the tokens the detokenizer joins), never the end token."""
+    special = [t for t in vocab.tokens if not t.isalnum() and t != vocab.tokens[vocab.eos_id]][:200]
+    words = [t for t in vocab.tokens[:3000] if t.isalnum()]
+    return [rng.choice(special) if rng.random() < 0.35 else rng.choice(words) for _ in range(length)]
+
+
+def test_tracked_text_equals_detokenizing_the_whole_completion_every_time():
+    """Frozen text plus live tokens give, after every token, the text and the delta that
+    detokenizing the whole completion again gives."""
+    import random
+
+    from models.checkpoint import load_language_model
+    from tests.conftest import SHIPPED_MODELS
+
+    loaded = load_language_model(SHIPPED_MODELS / "wikitext2-lstm")
+    vocab, tokenizer = loaded.vocab, loaded.tokenizer
+    rng = random.Random(3)
+    for _ in range(60):
+        context = _random_word_stream(vocab, rng, rng.randint(0, 70))
+        tracker = CompletionTracker(SamplingParams(max_tokens=1000), vocab, tokenizer, context=context)
+        previous, tokens = "", []
+        for token in _random_word_stream(vocab, rng, rng.randint(1, 150)):
+            delta = tracker.add(vocab.id(token))
+            tokens.append(token)
+            whole = tokenizer.detokenize_continuation(context, tokens)
+            common = 0
+            while common < min(len(previous), len(whole)) and previous[common] == whole[common]:
+                common += 1
+            assert tracker.completion.text == whole
+            assert delta == whole[common:]
+            previous = whole
+
+
+def test_streaming_text_costs_the_same_per_token_at_any_length():
+    """Detokenizer work (tokens it reads) per generated token does not grow with the length."""
+    import random
+
+    from models.checkpoint import load_language_model
+    from tests.conftest import SHIPPED_MODELS
+
+    loaded = load_language_model(SHIPPED_MODELS / "wikitext2-lstm")
+    work = {}
+    for length in (300, 1200):
+        read = []
+        tokenizer = loaded.tokenizer
+        original = tokenizer.detokenize
+        tokenizer.detokenize = lambda tokens: read.append(len(tokens)) or original(tokens)
+        try:
+            tracker = CompletionTracker(SamplingParams(max_tokens=5000), loaded.vocab, tokenizer, context=["The", "game"])
+            for token in _random_word_stream(loaded.vocab, random.Random(length), length):
+                tracker.add(loaded.vocab.id(token))
+        finally:
+            del tokenizer.detokenize
+        work[length] = sum(read) / length
+    assert work[1200] < 1.3 * work[300], work  # rebuilding the whole text each time made this ~4x
