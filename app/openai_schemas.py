@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from models.sampling import SamplingParams
+from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
 
 
 class StreamOptions(BaseModel):
@@ -26,7 +26,7 @@ class CompletionRequest(BaseModel):
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     stop: StrictStr | list[StrictStr] | None = None
-    seed: StrictInt | None = Field(None, ge=0, lt=2**63)
+    seed: StrictInt | None = Field(None, ge=0, lt=SEED_LIMIT)
     logprobs: StrictInt | None = Field(None, ge=0, le=5, description="also return log-probabilities and this many alternatives")
     echo: StrictBool | None = Field(False, description="prepend the prompt (with its logprobs when logprobs is set)")
     # Accepted for compatibility; only their neutral values are supported.
@@ -55,9 +55,9 @@ class CompletionRequest(BaseModel):
                 top_p=1.0 if self.top_p is None else self.top_p,
                 max_tokens=16 if self.max_tokens is None else self.max_tokens,
                 stop=self.stop_list(),
-                seed=None if self.seed is None else (self.seed + index) % 2**63,
+                seed=seed,
             )
-            for index in range(self.n or 1)
+            for seed in choice_seeds(self.seed, self.n or 1)
         ]
 
 

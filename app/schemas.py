@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from models.sampling import SamplingParams
+from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
 
 
 class RequestModel(BaseModel):
@@ -21,7 +21,7 @@ class GenerateRequest(RequestModel):
     temperature: float | None = Field(None, ge=0, le=100, description="divides the logits; 0 means argmax")
     top_k: StrictInt | None = Field(None, ge=1, description="candidates kept by top_k (default 40)")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling threshold")
-    seed: StrictInt | None = Field(None, ge=0, lt=2**63, description="makes sampling reproducible (and cacheable)")
+    seed: StrictInt | None = Field(None, ge=0, lt=SEED_LIMIT, description="makes sampling reproducible (and cacheable)")
     min_tokens: StrictInt = Field(0, ge=0, description="the end token is held back until this many tokens")
     stop: StrictStr | list[StrictStr] | None = Field(None, description="strings that end the text")
     allow_unknown: StrictBool = Field(False, description="whether <unk> may be generated")
@@ -45,10 +45,7 @@ class GenerateRequest(RequestModel):
             stop=self.stop_list(),
             allow_unknown=self.allow_unknown,
         )
-        return [
-            SamplingParams(**base, seed=None if self.seed is None else (self.seed + index) % 2**63)
-            for index in range(self.n)
-        ]
+        return [SamplingParams(**base, seed=seed) for seed in choice_seeds(self.seed, self.n)]
 
 
 class GenerateChoice(BaseModel):

@@ -24,7 +24,7 @@ import torch
 from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
 from app.engine.messages import GenerateJob
-from models.generation import decode_step, prefill
+from models.generation import prefill
 from models.next_token import NextTokenScores
 from models.registry import load_model
 from models.sampling import BatchSampler, SamplingParams

@@ -25,6 +25,9 @@ class InvalidParameter(ValueError):
         self.param = param
 
 
+SEED_LIMIT = 2**63  # seeds are signed 64-bit integers
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """One validated, normalised set of decoding parameters for one sequence."""
@@ -65,7 +68,7 @@ class SamplingParams:
             raise InvalidParameter("max_tokens", "max_tokens must be non-negative")
         if not 0 <= self.min_tokens <= self.max_tokens:
             raise InvalidParameter("min_tokens", "min_tokens must be between 0 and max_tokens")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise InvalidParameter("seed", "seed must be between 0 and 2**63 - 1")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidParameter("stop", "stop strings must be non-empty strings")
@@ -180,6 +183,12 @@ def counter_uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tenso
     whole batch draws in a few vectorised operations."""
     bits = splitmix64(splitmix64(seeds) + counters)
     return _shift_right(bits, 11).double() * 2.0**-53
+
+
+def choice_seeds(seed: int | None, n: int) -> list[int | None]:
+    """The seed of each of a request's n choices: seed, seed + 1, ... (wrapping below
+    SEED_LIMIT), so choice i equals the same request with seed + i and n = 1; None stays None."""
+    return [None if seed is None else (seed + index) % SEED_LIMIT for index in range(n)]
 
 
 class BatchSampler:

@@ -14,7 +14,7 @@ from app.errors import ApiError
 from app.images import decode_upload
 from app.schemas import CaptionResponse
 from models.captioning.images import image_tensor
-from models.sampling import SamplingParams
+from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
 
 router = APIRouter(tags=["caption"])
 FORM_FIELDS = frozenset({"image", "model", "strategy", "beam_size", "max_tokens", "n", "seed", "temperature", "top_k",
@@ -35,7 +35,7 @@ async def caption(
     beam_size: Annotated[int, Form(ge=1, le=16)] = 3,
     max_tokens: Annotated[int, Form(ge=1, le=64)] = 20,
     n: Annotated[int, Form(ge=1)] = 1,
-    seed: Annotated[int | None, Form(ge=0, lt=2**63)] = None,
+    seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
     temperature: Annotated[float, Form(ge=0, le=100, allow_inf_nan=False)] = 1.0,
     top_k: Annotated[int | None, Form(ge=1)] = None,
     no_repeat_ngram_size: Annotated[int, Form(ge=0, le=8, description="beam: no caption repeats an n-gram this long (0: off)")] = 3,
@@ -57,8 +57,8 @@ async def caption(
     pixels = await asyncio.to_thread(image_tensor, picture, size)
     params = [] if strategy == "beam" else [
         SamplingParams(strategy=strategy, temperature=temperature, top_k=top_k, max_tokens=max_tokens, min_tokens=1,
-                       seed=None if seed is None else (seed + i) % 2**63)
-        for i in range(n)
+                       seed=choice_seed)
+        for choice_seed in choice_seeds(seed, n)
     ]
     job = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, strategy, beam_size, max_tokens, n, params, no_repeat_ngram_size)
 
