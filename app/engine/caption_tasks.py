@@ -7,13 +7,7 @@ import torch
 
 from app.engine.messages import CaptionJob, JobResult
 from models.captioning.captioner import LoadedCaptioner
-from models.captioning.decoding import Caption, beam_search, sample_captions
-
-
-def caption_text(loaded: LoadedCaptioner, caption: Caption) -> str:
-    words = [w for w in loaded.vocab.decode(caption.token_ids)]
-    text = " ".join(words)
-    return (text[:1].upper() + text[1:] + ".") if text else ""
+from models.captioning.decoding import beam_search, sample_captions
 
 
 @torch.inference_mode()
@@ -44,5 +38,5 @@ def run_caption_batch(models: dict, jobs: list[CaptionJob], emit) -> list[int]:
                 captions = sample_captions(loaded.model.decoder, image_features.expand(len(request.params), -1, -1),
                                            request.params, vocab.bos_id, vocab.eos_id, vocab.unk_id)
                 captions.sort(key=lambda c: (not c.finished, -c.ranking_score()))  # best first, like beam search
-            emit(JobResult(job.request_id, [(caption_text(loaded, c), c.logprob, c.ranking_score(), c.finished) for c in captions]))
+            emit(JobResult(job.request_id, [(loaded.caption_text(c.token_ids), c.logprob, c.ranking_score(), c.finished) for c in captions]))
     return sizes

@@ -50,6 +50,11 @@ class LoadedCaptioner(LoadedModel):
     def image_size(self) -> int:
         return self.model.encoder_config.image_size
 
+    def caption_text(self, token_ids: list[int]) -> str:
+        """A caption's words as a sentence: capitalised, with a full stop."""
+        text = " ".join(self.vocab.decode(token_ids))
+        return (text[:1].upper() + text[1:] + ".") if text else ""
+
 
 def save_captioner(directory: str | Path, model: Captioner, vocab: Vocabulary, extra: dict | None = None,
                    include_encoder: bool = False, weights_dtype: str = "float32") -> Path:
