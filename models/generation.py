@@ -13,7 +13,7 @@ import torch
 from models.next_token import NextTokenScores
 from models.rnn_lm import RNNLanguageModel, State
 from models.sampling import BatchSampler, SamplingParams
-from models.tokenizer import CONTEXT_TOKENS, EOS, QUOTE, Tokenizer, context_window
+from models.tokenizer import CONTEXT_TOKENS, QUOTE, Tokenizer, context_window, current_line
 from models.vocab import Vocabulary
 
 
@@ -77,8 +77,7 @@ class CompletionTracker:
         self.frozen_text, self.frozen_count = "", 0
         # The context line's last tokens and the quotes before them, frozen tokens included:
         # the window the live tokens join (see models.tokenizer.context_window).
-        line_start = max((i + 1 for i, token in enumerate(self.context) if token == EOS), default=0)
-        line = self.context[line_start:]
+        line = current_line(self.context)
         self.line_tail, self.dropped_quotes = line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)
         self._window: tuple[list[str], str] | None = None
 

@@ -19,9 +19,6 @@ class NextTokenScores:
     def __init__(self, model: RNNLanguageModel, hidden: torch.Tensor, logits: torch.Tensor | None = None) -> None:
         self.model, self.hidden, self._logits = model, hidden, logits
 
-    def __len__(self) -> int:
-        return self.hidden.size(0)
-
     @property
     def logits(self) -> torch.Tensor:
         if self._logits is None:

@@ -212,6 +212,10 @@ class BatchSampler:
         self.greedy = torch.tensor([p.strategy == "argmax" for p in params], device=device)
         self.all_greedy = bool(self.greedy.all())
         self.bans = TokenBans(params, unknown_id, end_id, device)
+        # Whether every row's choice can be made from an adaptive head cluster by cluster:
+        # argmax, or sampling from the model's own distribution (nothing reshapes it).
+        self.reads_by_cluster = all(p.strategy == "argmax" or (p.strategy == "multinomial" and p.temperature == 1.0
+                                                               and p.top_k is None and p.top_p == 1.0) for p in params)
         self.processors: list[LogitsProcessor] = []
         sampled = [p for p in params if p.strategy != "argmax"]
         if any(p.temperature != 1.0 for p in sampled):
@@ -265,13 +269,6 @@ class BatchSampler:
         if not bool(self.greedy.any()):
             return sampled
         return torch.where(self.greedy, probabilities.argmax(dim=-1), sampled)
-
-    @property
-    def reads_by_cluster(self) -> bool:
-        """Whether every row's choice can be made from an adaptive head cluster by cluster:
-        argmax, or sampling from the model's own distribution (nothing reshapes it)."""
-        return all(p.strategy == "argmax" or (p.strategy == "multinomial" and p.temperature == 1.0 and p.top_k is None
-                                              and p.top_p == 1.0) for p in self.params)
 
     def _choose_by_cluster(self, scores, generated: torch.Tensor, advance: torch.Tensor) -> torch.Tensor:
         """The same choice as from the full distribution, reading the adaptive head and only the

@@ -191,8 +191,7 @@ class Tokenizer:
             return "".join(tokens)
         # Only the context's current line affects how the continuation joins (quotes open on
         # it, the word before); a bounded tail keeps this cheap.
-        line_start = max((i + 1 for i, token in enumerate(context) if token == EOS), default=0)
-        line = context[line_start:]
+        line = current_line(context)
         return self.join_continuation(context_window(line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)), tokens)
 
     def join_continuation(self, window: list[str], tokens: list[str], before: str | None = None) -> str:
@@ -210,6 +209,12 @@ class Tokenizer:
         # give the continuation on its own, separated by a space.
         text = self.detokenize(tokens)
         return (" " + text) if text and not text.startswith((" ", "\n")) else text
+
+
+def current_line(context: list[str]) -> list[str]:
+    """The tokens after the context's last end-of-line token."""
+    line_start = max((i + 1 for i, token in enumerate(context) if token == EOS), default=0)
+    return context[line_start:]
 
 
 def context_window(tail: list[str], dropped_quotes: int) -> list[str]:

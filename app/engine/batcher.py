@@ -108,33 +108,27 @@ class ContinuousBatcher:
             joining.append(self.waiting.popleft())
         if not joining:
             return
+        fed, packed = [], []
+        for row in joining:
+            (fed if self.rows and len(row.prompt_ids) <= STEP_PREFILL_MAX_TOKENS else packed).append(row)
+        if packed:
+            self._join(packed, *prefill(self.loaded.model, [row.prompt_ids for row in packed]))
+        if fed:
+            for row in fed:
+                row.prompt_left = len(row.prompt_ids)
+            hidden = self.scores.hidden.new_zeros(len(fed), self.scores.hidden.size(1))  # read by no one
+            self._join(fed, NextTokenScores(self.loaded.model, hidden), self.loaded.model.init_state(len(fed), self.device))
+
+    def _join(self, rows: list[Row], scores: NextTokenScores, state: tuple[torch.Tensor, ...]) -> None:
         vocab = self.loaded.vocab
-        fed = [row for row in joining if self.rows and len(row.prompt_ids) <= STEP_PREFILL_MAX_TOKENS]
-        packed = [row for row in joining if row not in fed]
-        for group, scores_and_state in ((packed, self._prefill(packed)), (fed, self._zero_start(fed))):
-            if not group:
-                continue
-            scores, state = scores_and_state
-            sampler = BatchSampler([r.tracker.params for r in group], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
-            if self.rows:
-                self.scores = self.scores.concatenate(scores)
-                self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
-                self.sampler = self.sampler.concatenate(sampler)
-            else:
-                self.scores, self.state, self.sampler = scores, state, sampler
-            self.rows.extend(group)
-
-    def _prefill(self, rows: list[Row]):
-        return prefill(self.loaded.model, [row.prompt_ids for row in rows]) if rows else None
-
-    def _zero_start(self, rows: list[Row]):
-        if not rows:
-            return None
-        for row in rows:
-            row.prompt_left = len(row.prompt_ids)
-        model = self.loaded.model
-        hidden = self.scores.hidden.new_zeros(len(rows), self.scores.hidden.size(1))  # read by no one
-        return NextTokenScores(model, hidden), model.init_state(len(rows), self.device)
+        sampler = BatchSampler([r.tracker.params for r in rows], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
+        if self.rows:
+            self.scores = self.scores.concatenate(scores)
+            self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
+            self.sampler = self.sampler.concatenate(sampler)
+        else:
+            self.scores, self.state, self.sampler = scores, state, sampler
+        self.rows.extend(rows)
 
     def step(self, emit) -> int:
         """Admit waiting rows, choose one token for every live row, drop finished rows and
