@@ -32,7 +32,7 @@ from app.redis_client import ResilientRedis
 from app.routes import caption, completions, generate, health, models, playground, rescore, score
 from app.schemas import ErrorBody
 from app.settings import Settings
-from models.tokenizer import use_nltk_data
+from models.tokenizers import use_nltk_data
 
 logger = logging.getLogger(__name__)
 

@@ -101,6 +101,8 @@ class ScoreResult(BaseModel):
     unknown_words: Literal["spell", "unk"] = Field(
         description="how unknown words were scored: 'spell' (<unk> plus the spelling model) or 'unk' (the <unk> token "
                     "alone: asked for, or the model has no spelling model)")
+    text_offset: list[int] | None = Field(
+        default=None, description="character offset in the text of each scored token (when texts were given as text)")
 
 
 class ScoreResponse(BaseModel):

@@ -49,5 +49,6 @@ def mix_results(per_model: list[list[ScoredText]], weights: list[float]) -> list
         first = texts[0]
         mixed.append(ScoredText(tokens=first.tokens, token_logprobs=values, logprob=round(total, 6), num_tokens=len(values),
                                 perplexity=round(math.exp(-total / len(values)), 4) if values else float("nan"),
-                                oov=first.oov, num_unknown=first.num_unknown, unknown_words=first.unknown_words))
+                                oov=first.oov, num_unknown=first.num_unknown, unknown_words=first.unknown_words,
+                                text_offset=first.text_offset))
     return mixed

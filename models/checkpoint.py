@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,8 @@ from models.scoring import SequenceScore, score_sequences
 from models.loaded import LoadedModel
 from models.spelling import SPELLING_FILE, load_spelling
 from models.text_encoding import TextEncoding
-from models.tokenizer import Tokenizer, TokenizerConfig
+from models.tokenizers import TokenizerConfig, make_tokenizer
+from models.tokenizers.pieces import PIECE_MODEL_FILE
 from models.vocab import Vocabulary
 
 FORMAT_VERSION = 1
@@ -40,15 +42,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Files beside the weights that change a model's answers: a spelling model (which may be added
+# later) and a piece model.
+COMPANION_FILES = (SPELLING_FILE, PIECE_MODEL_FILE)
+
+
 def model_revision(directory: str | Path) -> str:
-    """What cache keys name a model by: the sha256 of its weights, combined with its spelling
-    model's when it has one (a spelling model added later changes the scores, so the revision)."""
+    """What cache keys name a model by: the sha256 of its weights, combined with its companion
+    files' when it has any (a spelling model added later changes the scores, so the revision)."""
     directory = Path(directory)
     weights = file_sha256(directory / WEIGHTS_FILE)
-    spelling = directory / SPELLING_FILE
-    if not spelling.is_file():
+    companions = [file_sha256(directory / name) for name in COMPANION_FILES if (directory / name).is_file()]
+    if not companions:
         return weights
-    return hashlib.sha256(f"{weights}:{file_sha256(spelling)}".encode()).hexdigest()
+    return hashlib.sha256(":".join([weights, *companions]).encode()).hexdigest()
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -61,13 +68,17 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-def write_model_directory(directory: str | Path, config: dict[str, Any], vocab: Vocabulary, write_weights) -> Path:
+def write_model_directory(directory: str | Path, config: dict[str, Any], vocab: Vocabulary, write_weights,
+                          files: dict[str, Path] | None = None) -> Path:
     """Write a serving artifact: `write_weights(path)` writes model.safetensors, then the
-    vocabulary, then config.json last, so a directory with a config is a complete model."""
+    vocabulary and `files` (name -> source, e.g. a piece model), then config.json last, so a
+    directory with a config is a complete model."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_weights(directory / WEIGHTS_FILE)
     vocab.save(directory / VOCAB_FILE)
+    for name, source in (files or {}).items():
+        shutil.copyfile(source, directory / name)
     write_config(directory, config)
     make_world_readable(directory)
     return directory
@@ -112,6 +123,13 @@ def load_weights(module: torch.nn.Module, path: Path, tied: frozenset[str] = fro
         raise CheckpointError(f"{path}: weights do not match the architecture (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
 
 
+def load_tokenizer(directory: Path, config: TokenizerConfig):
+    try:
+        return make_tokenizer(config, directory)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{directory}: cannot load its tokenizer ({error})") from error
+
+
 @dataclass
 class LoadedLanguageModel(LoadedModel, TextEncoding):
     """A language model ready to serve: network, vocabulary, tokenizer and its metadata."""
@@ -137,8 +155,10 @@ def save_language_model(
     tokenizer_config: TokenizerConfig,
     extra: dict[str, Any] | None = None,
     weights_dtype: str = "float32",
+    files: dict[str, Path] | None = None,
 ) -> Path:
-    """Write the serving artifact; `extra` adds provenance and metrics to config.json."""
+    """Write the serving artifact; `extra` adds provenance and metrics to config.json, `files`
+    are copied in (the tokenizer's)."""
     if len(vocab) != model.config.vocab_size:
         raise CheckpointError("vocabulary size does not match the model")
     config = {
@@ -151,7 +171,7 @@ def save_language_model(
         **(extra or {}),
     }
     return write_model_directory(directory, config, vocab,
-                                 lambda path: save_weights(model, path, weights_dtype, _tied_names(model.config)))
+                                 lambda path: save_weights(model, path, weights_dtype, _tied_names(model.config)), files)
 
 
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LoadedLanguageModel:
@@ -172,7 +192,7 @@ def load_language_model(directory: str | Path, device: str | torch.device = "cpu
         model_id=directory.name,
         model=model,
         vocab=vocab,
-        tokenizer=Tokenizer(tokenizer_config),
+        tokenizer=load_tokenizer(directory, tokenizer_config),
         config=config,
         revision=model_revision(directory),
         path=directory,

@@ -13,7 +13,7 @@ import torch
 from models.next_token import NextTokenScores
 from models.rnn_lm import RNNLanguageModel, State
 from models.sampling import BatchSampler, SamplingParams
-from models.tokenizer import CONTEXT_TOKENS, QUOTE, Tokenizer, context_window, current_line
+from models.tokenizers import CONTEXT_TOKENS, QUOTE, Tokenizer, context_window, current_line
 from models.vocab import Vocabulary
 
 
@@ -76,10 +76,11 @@ class CompletionTracker:
         self.completion = Completion()
         self.frozen_text, self.frozen_count = "", 0
         # The context line's last tokens and the quotes before them, frozen tokens included:
-        # the window the live tokens join (see models.tokenizer.context_window).
+        # the window the live tokens join (see models.tokenizers.base.context_window).
         line = current_line(self.context)
         self.line_tail, self.dropped_quotes = line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)
         self._window: tuple[list[str], str] | None = None
+        self.last_offset = 0  # where the last token's text starts in the completion's text
 
     @property
     def finished(self) -> bool:
@@ -115,16 +116,17 @@ class CompletionTracker:
         limit = min(len(previous_text), len(completion.text))
         while common < limit and previous_text[common] == completion.text[common]:
             common += 1
+        self.last_offset = common
         return completion.text[common:]
 
     def _tracked_text(self) -> str:
         tokens = self.completion.tokens
         if len(tokens) - self.frozen_count > FROZEN_STEP + LIVE_TOKENS:
-            # Freeze up to a boundary between two plain words: the detokenizer joins clitics,
-            # punctuation runs ("." "." "." -> "...") and numbers across a boundary, but two
-            # words always meet with one space, so the frozen text is final there.
+            # Freeze up to a plain boundary: the word detokenizer joins clitics, punctuation runs
+            # ("." "." "." -> "...") and numbers across a boundary, but two words always meet
+            # with one space, so the frozen text is final there.
             for boundary in range(len(tokens) - LIVE_TOKENS, self.frozen_count, -1):
-                if tokens[boundary - 1].isalnum() and tokens[boundary].isalnum():
+                if self.tokenizer.plain_boundary(tokens[boundary - 1], tokens[boundary]):
                     self._freeze(tokens[self.frozen_count : boundary])
                     break
         window, before = self._join_window()
@@ -138,7 +140,7 @@ class CompletionTracker:
         if self._window is None:
             tail, cut = self.line_tail, 0
             for boundary in range(len(tail) - MIN_WINDOW_TOKENS, 0, -1):
-                if tail[boundary - 1].isalnum() and tail[boundary].isalnum():
+                if self.tokenizer.plain_boundary(tail[boundary - 1], tail[boundary]):
                     cut = boundary
                     break
             window = context_window(tail[cut:], self.dropped_quotes + tail[:cut].count(QUOTE))

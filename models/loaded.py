@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from models.rnn_lm import count_parameters
-from models.tokenizer import Tokenizer
+from models.tokenizers import Tokenizer
 from models.vocab import Vocabulary
 
 

@@ -8,14 +8,14 @@ from typing import Any, ClassVar
 
 from safetensors.numpy import load_file, save_file
 
-from models.checkpoint import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, model_revision, read_config,
+from models.checkpoint import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_tokenizer, model_revision, read_config,
                                write_model_directory)
 from models.spelling import load_spelling
 from models.loaded import LoadedModel
 from models.ngram import NGramModel
 from models.scoring import SequenceScore, summarise
 from models.text_encoding import TextEncoding
-from models.tokenizer import Tokenizer, TokenizerConfig
+from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary
 
 
@@ -66,5 +66,5 @@ def load_ngram_model(directory: str | Path, device: Any = "cpu") -> LoadedNGramM
         model = NGramModel.from_tensors(load_file(str(directory / WEIGHTS_FILE)), order, vocab_size)
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"{directory}: {error}") from error
-    return LoadedNGramModel(directory.name, model, vocab, Tokenizer(tokenizer_config), config, model_revision(directory), directory,
+    return LoadedNGramModel(directory.name, model, vocab, load_tokenizer(directory, tokenizer_config), config, model_revision(directory), directory,
                             spelling=load_spelling(directory))

@@ -8,7 +8,7 @@ from typing import Literal
 
 from models.scoring import SequenceScore, summarise
 from models.spelling import SpellingModel
-from models.tokenizer import Tokenizer
+from models.tokenizers import Tokenizer
 from models.vocab import Vocabulary
 
 # How a word outside the vocabulary is scored: "spell" charges log p(<unk> | context) plus the

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.output.resolve() != args.export.resolve():
         check_export_target(args.output, args.force)
     base = load_language_model(args.export)
-    corpus = load_corpus(CorpusFiles.find(args.data), base.tokenizer.config, tokenize_raw=model_reads_raw_text(base.config), vocab=base.vocab)
+    corpus = load_corpus(CorpusFiles.find(args.data), base.tokenizer, tokenize_raw=model_reads_raw_text(base.config), vocab=base.vocab)
     averaged = copy.deepcopy(base)
     averaged.model.load_state_dict(average(args.checkpoints))
     base_valid = stream_loss(base.model, corpus.valid)

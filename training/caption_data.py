@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from models.captioning.captioner import CAPTION_TOKENIZER
-from models.tokenizer import Tokenizer
+from models.tokenizers import make_tokenizer
 from models.vocab import Vocabulary
 
 FLICKR_SPLITS = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt", "test": "Flickr_8k.testImages.txt"}
@@ -52,7 +52,7 @@ def read_coco(annotations: str | Path, images_dir: str | Path) -> list[Captioned
     return [image for image in by_id.values() if image.captions and image.path.exists()]
 
 
-_tokenizer = Tokenizer(CAPTION_TOKENIZER)
+_tokenizer = make_tokenizer(CAPTION_TOKENIZER)
 
 
 def caption_tokens(caption: str) -> list[str]:

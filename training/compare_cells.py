@@ -20,6 +20,7 @@ from pathlib import Path
 from models.checkpoint import read_config
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from training import train_lm, train_ngram
+from models.tokenizers import make_tokenizer
 from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
 from training.cli import parser_for, run_cli
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.run_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    vocab_size = len(load_corpus(CorpusFiles.find(args.data), lm_tokenizer_config("word", args.style)).vocab)
+    vocab_size = len(load_corpus(CorpusFiles.find(args.data), make_tokenizer(lm_tokenizer_config("word", args.style))).vocab)
     rows = []
     for order in args.ngram_orders:
         config = train_ngrams(args, order)

@@ -4,6 +4,7 @@ single plain-text file split into train and valid, read as one token stream.
 Word level: each line's whitespace-separated tokens followed by ``<eos>`` (the standard way:
 WikiText-2 and PTB are already tokenized). Pass ``tokenize_raw`` for untokenized text, which
 then goes through the same NLTK tokenizer the service applies to requests.
+Piece level (SentencePiece): each line's pieces followed by ``<eos>``.
 Character level: every character, newlines included.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import torch
 
 from models.checkpoint import file_sha256
-from models.tokenizer import Tokenizer, TokenizerConfig
+from models.tokenizers import Tokenizer, TokenizerConfig
+from models.tokenizers.pieces import PIECE_MODEL_FILE
 from models.vocab import EOS, Vocabulary
 
 SPLITS = ("train", "valid", "test")
@@ -65,10 +67,11 @@ class CorpusFiles:
 
 
 def lm_tokenizer_config(level: str, style: str) -> TokenizerConfig:
-    """How every language model of this project reads text: word models separate lines (and
-    start a request) with <eos>, char models with a newline."""
-    boundary = EOS if level == "word" else "\n"
-    return TokenizerConfig(level=level, style=style, start_token=boundary, end_token=boundary)
+    """How every language model of this project reads text: word and piece models separate
+    lines (and start a request) with <eos>, char models with a newline."""
+    boundary = "\n" if level == "char" else EOS
+    return TokenizerConfig(level=level, style=style, start_token=boundary, end_token=boundary,
+                           model_file=PIECE_MODEL_FILE if level == "sentencepiece" else None)
 
 
 def default_tokenize_raw(style: str, requested: bool | None) -> bool:
@@ -109,16 +112,26 @@ def warn_if_untokenized(counts: Counter[str]) -> None:
         )
 
 
-def read_tokens(path: Path, config: TokenizerConfig, tokenize_raw: bool = False) -> list[str]:
+def read_tokens(path: Path, tokenizer: Tokenizer, tokenize_raw: bool = False) -> list[str]:
+    """A corpus file as one token stream. Word level: a tokenized corpus's whitespace-separated
+    tokens (or, with `tokenize_raw`, the service's tokenizer's) and <eos> after each line; piece
+    level: each line's pieces and <eos>; char level: every character."""
     text = path.read_text(encoding="utf-8")
-    if config.level == "char":
+    if tokenizer.level == "char":
         return list(text)
-    tokenizer = Tokenizer(config) if tokenize_raw else None
+    tokenize = tokenizer.tokenize if tokenize_raw or tokenizer.level != "word" else str.split
     tokens: list[str] = []
     for line in text.splitlines():
-        tokens.extend(tokenizer.tokenize(line) if tokenizer else line.split())
+        tokens.extend(tokenize(line))
         tokens.append(EOS)
     return tokens
+
+
+def count_words(path: Path) -> int:
+    """Running words of a tokenized corpus file, one <eos> per line counted: what word-level
+    perplexity divides by, whatever units a model reads the file in."""
+    with open(path, encoding="utf-8") as handle:
+        return sum(len(line.split()) + 1 for line in handle)
 
 
 @dataclass
@@ -133,31 +146,31 @@ class Corpus:
 
 def load_corpus(
     files: CorpusFiles,
-    config: TokenizerConfig,
+    tokenizer: Tokenizer,
     max_vocab: int | None = None,
     min_count: int = 1,
     tokenize_raw: bool = False,
     vocab: Vocabulary | None = None,
 ) -> Corpus:
     """Token id tensors for each split; the vocabulary comes from train unless given."""
-    train_tokens = read_tokens(files.train, config, tokenize_raw)
+    train_tokens = read_tokens(files.train, tokenizer, tokenize_raw)
     if files.valid is None:
         if not 0 < files.valid_fraction < 1:
             raise ValueError("a single-file corpus needs 0 < valid_fraction < 1")
         cut = int(len(train_tokens) * (1 - files.valid_fraction))
         train_tokens, valid_tokens = train_tokens[:cut], train_tokens[cut:]
     else:
-        valid_tokens = read_tokens(files.valid, config, tokenize_raw)
+        valid_tokens = read_tokens(files.valid, tokenizer, tokenize_raw)
     counts = Counter(train_tokens)
     if vocab is None:
-        if config.level == "word":
+        if tokenizer.level == "word":
             warn_if_untokenized(counts)
         vocab = Vocabulary.build(counts, max_size=max_vocab, min_count=min_count)
 
     def ids(tokens: list[str]) -> torch.Tensor:
         return torch.tensor(vocab.encode(tokens), dtype=torch.long)
 
-    test = ids(read_tokens(files.test, config, tokenize_raw)) if files.test else None
+    test = ids(read_tokens(files.test, tokenizer, tokenize_raw)) if files.test else None
     return Corpus(vocab, ids(train_tokens), ids(valid_tokens), test, files, counts)
 
 

@@ -24,10 +24,10 @@ import torch
 
 from models.checkpoint import CheckpointError
 from models.registry import load_model
-from training.corpus import model_reads_raw_text, read_tokens
+from training.corpus import count_words, model_reads_raw_text, read_tokens
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
 from training.cli import UsageError, parser_for, resolve_model, run_cli
-from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, loaded_model_token_logprobs, perplexity
+from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, loaded_model_token_logprobs, perplexity, word_perplexity
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     if loaded.model_type not in ("rnn_lm", "ngram"):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
     # Read the file exactly as the model's training read its corpus.
-    tokens = read_tokens(args.data, loaded.tokenizer.config, model_reads_raw_text(loaded.config))
+    tokens = read_tokens(args.data, loaded.tokenizer, model_reads_raw_text(loaded.config))
     ids = torch.tensor(loaded.vocab.encode(tokens), dtype=torch.long)
     started = time.time()
     loss = loaded_model_stream_loss(loaded, ids, args.batch_size, args.bptt, args.device)
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> dict:
         "perplexity": round(perplexity(loss), 3),
         "tokens_per_second": round((ids.numel() - 1) / seconds, 1),
     }
+    if loaded.level == "sentencepiece":
+        # Per word (whitespace-separated, one <eos> per line), comparable with word models.
+        words = count_words(args.data)
+        result.update(words=words, word_perplexity=word_perplexity(loss, ids.numel(), words))
     if args.interpolate:
         result["interpolation"] = interpolated(loaded, args, result["perplexity"])
     print(json.dumps(result, indent=2))
@@ -86,7 +90,7 @@ def mixture_logprobs(models: list, path: Path) -> np.ndarray:
     """(models, tokens): every model's log p of each token of `path`, read as the first model's
     training read its corpus."""
     first = models[0]
-    tokens = read_tokens(path, first.tokenizer.config, model_reads_raw_text(first.config))
+    tokens = read_tokens(path, first.tokenizer, model_reads_raw_text(first.config))
     rows = []
     for model in models:
         ids = torch.tensor(model.vocab.encode(tokens), dtype=torch.long)

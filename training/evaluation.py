@@ -16,6 +16,13 @@ EVAL_BPTT = 256
 
 
 @torch.inference_mode()
+def word_perplexity(loss: float, tokens: int, words: int) -> float:
+    """Perplexity per word of a stream of `tokens` units (pieces) that spell `words` words, from
+    its loss per unit: the same total log-likelihood spread over the words (the first unit of a
+    stream, like the first word, is context only)."""
+    return round(math.exp(loss * (tokens - 1) / (words - 1)), 3)
+
+
 def stream_loss(
     model: RNNLanguageModel,
     ids: torch.Tensor,

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.ngram_checkpoint import save_ngram_model
-from models.tokenizer import TokenizerConfig
+from models.tokenizers import TokenizerConfig
 from models.vocab import PAD, Vocabulary
 from training.arpa import ARPA_BOS, ARPA_EOS, ARPA_UNK, NEVER_LOG10, LN10, read_arpa
 from training.cli import check_export_target, parser_for, run_cli

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from models.tokenizer import Tokenizer, TokenizerConfig, split_sentences
+from models.tokenizers import TokenizerConfig, make_tokenizer, split_sentences
 from training.cli import UsageError, parser_for, run_cli
 
 logger = logging.getLogger("training.make_nbest")
@@ -55,7 +55,7 @@ def spoken_words(text: str) -> list[str]:
 def corpus_sentences(path: Path, style: str, min_words: int, max_words: int) -> list[str]:
     """Sentences of a tokenized corpus file as a person would read them out (no numbers, no
     <unk>: a reference must say exactly what was spoken)."""
-    tokenizer = Tokenizer(TokenizerConfig(level="word", style=style))
+    tokenizer = make_tokenizer(TokenizerConfig(level="word", style=style))
     sentences: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         tokens = line.split()

@@ -26,13 +26,15 @@ from tqdm import tqdm
 
 from models.checkpoint import save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+from models.tokenizers import Tokenizer, make_tokenizer
 from models.vocab import Vocabulary
 from training.run_setup import prepare_run
 from training.cli import check_export_target, parser_for, run_cli
-from training.corpus import (Corpus, CorpusFiles, batchify, corpus_reading, default_tokenize_raw, lm_tokenizer_config,
-                             load_corpus, windows)
+from training.corpus import (Corpus, CorpusFiles, batchify, corpus_reading, count_words, default_tokenize_raw,
+                             lm_tokenizer_config, load_corpus, windows)
+from training.piece_model import piece_tokenizer
 from training.distributed import Distributed, LossModule
-from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss
+from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss, word_perplexity
 from training.plots import plot_metrics
 from training.pretrained_embeddings import initialise_embeddings
 from training.spelling import DEFAULT_ORDER, attach_spelling
@@ -45,7 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = parser_for(__doc__)
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, help="directory with *train*/*valid*/*test* files, or one text file")
-    data.add_argument("--level", choices=["word", "char"], default="word")
+    data.add_argument("--level", choices=["word", "char", "sentencepiece"], default="word",
+                      help="sentencepiece: an open vocabulary of subword pieces learnt from the training text "
+                           "(--max-vocab pieces, default 8000)")
+    data.add_argument("--piece-model", choices=["unigram", "bpe"], default="unigram",
+                      help="how the SentencePiece vocabulary is learnt")
     data.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext",
                       help="tokenizer conventions the service applies to raw request text")
     data.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
@@ -170,9 +176,12 @@ class Trainer:
         self.last_path = self.run_dir / "last.pt"
         resumed = torch.load(self.last_path, weights_only=True, map_location="cpu") if self.last_path.exists() else None
         vocab = Vocabulary(list(resumed["vocab_tokens"])) if resumed else None
+        self.tokenizer = self.make_tokenizer()
+        if vocab is None and args.level == "sentencepiece":
+            vocab = Vocabulary(self.tokenizer.pieces)  # the piece model's ids are the vocabulary's
         logger.info("reading corpus %s", args.data)
         self.corpus: Corpus = load_corpus(
-            self.files, self.tokenizer_config, args.max_vocab, args.min_count, self.tokenize_raw, vocab
+            self.files, self.tokenizer, args.max_vocab, args.min_count, self.tokenize_raw, vocab
         )
         seed_everything(args.seed)
         self.config = LanguageModelConfig(
@@ -206,6 +215,19 @@ class Trainer:
             logger.info("resumed from %s at epoch %d, step %d", self.last_path, self.state.epoch, self.state.step)
         self.train_data = batchify(self.corpus.train, args.batch_size)[self.dist.rows(args.batch_size)].to(self.device)
         self.trainable = self.dist.wrap(LossModule(self.model), self.device)
+
+    def make_tokenizer(self) -> Tokenizer:
+        if self.args.level != "sentencepiece":
+            return make_tokenizer(self.tokenizer_config)
+        if self.dist.is_main:
+            piece_tokenizer(self.tokenizer_config, self.run_dir, self.files, self.args.max_vocab, self.args.piece_model)
+        self.dist.barrier()
+        return make_tokenizer(self.tokenizer_config, self.run_dir)
+
+    def tokenizer_files(self) -> dict[str, Path]:
+        """Files the tokenizer needs beside the weights (the piece model)."""
+        name = self.tokenizer_config.model_file
+        return {name: self.run_dir / name} if name else {}
 
     def autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.args.precision == "bf16")
@@ -275,7 +297,7 @@ class Trainer:
             self.export_dir, self.model.cpu(), self.corpus.vocab, self.tokenizer_config,
             {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics,
              **({"example_prompt": self.args.example_prompt} if self.args.example_prompt else {})},
-            weights_dtype=self.args.weights_dtype,
+            weights_dtype=self.args.weights_dtype, files=self.tokenizer_files(),
         )
         self.model.to(self.device)
 
@@ -339,10 +361,16 @@ class Trainer:
         best = load_language_model(self.export_dir, self.device)
         config = json.loads(config_path.read_text())
         metrics = dict(config.get("metrics", {}))
-        metrics["eval"] = {"batch_size": self.args.eval_batch_size, "bptt": EVAL_BPTT, "unit": "nats per character" if self.args.level == "char" else "nats per token, one <eos> per line counted"}
+        unit = {"char": "nats per character", "sentencepiece": "nats per piece, one <eos> per line counted"}
+        metrics["eval"] = {"batch_size": self.args.eval_batch_size, "bptt": EVAL_BPTT,
+                           "unit": unit.get(self.args.level, "nats per token, one <eos> per line counted")}
         if self.corpus.test is not None and "test_ppl" not in metrics:
             test_loss = stream_loss(best.model, self.corpus.test, self.args.eval_batch_size, EVAL_BPTT, self.device)
             metrics.update(test_loss=round(test_loss, 5), test_ppl=round(perplexity(test_loss), 3))
+            if self.args.level == "sentencepiece" and self.files.test is not None:
+                # Pieces per word vary with the text: per word, the number compares with word models.
+                words = count_words(self.files.test)
+                metrics.update(test_words=words, test_word_ppl=word_perplexity(test_loss, self.corpus.test.numel(), words))
         config["metrics"] = metrics
         write_config(self.export_dir, config)
         if self.args.level == "word" and self.args.spelling_order > 0:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.ngram_checkpoint import save_ngram_model
+from models.tokenizers import make_tokenizer
 from training.corpus import CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus
 from training.evaluation import perplexity
 from training.arpa import write_arpa
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenize_raw = default_tokenize_raw(args.style, args.tokenize_raw)
     files = CorpusFiles.find(args.data, args.valid_fraction)
     tokenizer_config = lm_tokenizer_config(args.level, args.style)
-    corpus = load_corpus(files, tokenizer_config, args.max_vocab, args.min_count, tokenize_raw)
+    corpus = load_corpus(files, make_tokenizer(tokenizer_config), args.max_vocab, args.min_count, tokenize_raw)
     boundary = corpus.vocab.id(tokenizer_config.start_token)
     # The stream starts after a boundary token, as every line after the first does.
     train = np.concatenate([[boundary], corpus.train.numpy()])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.checkpoint import VOCAB_FILE, read_config
 from models.spelling import SPELLING_FILE
-from models.tokenizer import TokenizerConfig
+from models.tokenizers import TokenizerConfig, make_tokenizer
 from models.vocab import Vocabulary
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.corpus import CorpusFiles, model_reads_raw_text, read_tokens
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     counts = None
     if args.data is not None:
         files = CorpusFiles.find(args.data)
-        counts = Counter(read_tokens(files.train, tokenizer, model_reads_raw_text(config)))
+        counts = Counter(read_tokens(files.train, make_tokenizer(tokenizer), model_reads_raw_text(config)))
     info = attach_spelling(args.model, vocab, counts, args.order)
     print(json.dumps(info, indent=2))
     return info

@@ -56,6 +56,7 @@ class ScoredText:
     oov: list[bool]
     num_unknown: int = 0
     unknown_words: str = "unk"  # how unknown words were scored
+    text_offset: list[int] | None = None  # where each token is in the text (texts given as text)
 
 
 @dataclass

@@ -83,7 +83,7 @@ class ContinuousBatcher:
         emit(PromptInfo(job.request_id, len(encoded.tokens)))
         now = time.monotonic()
         for choice, params in enumerate(job.params):
-            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer, incremental_text=job.stream,
+            tracker = CompletionTracker(params, self.loaded.vocab, self.loaded.tokenizer, incremental_text=job.stream or job.logprobs is not None,
                                         context=encoded.tokens)
             row = Row(job.request_id, choice, encoded.ids, tracker, job.logprobs, job.stream, now)
             if params.max_tokens == 0:
@@ -171,7 +171,7 @@ class ContinuousBatcher:
                     if row.logprobs > 0:
                         values, ids = raw_logprobs[index].topk(row.logprobs)
                         top = {tokens[i]: round(float(v), 6) for v, i in zip(values.tolist(), ids.tolist())}
-                emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top))
+                emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top, row.tracker.last_offset))
             if row.tracker.finished:
                 emit(row.finished_event())
             else:
@@ -224,7 +224,8 @@ def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max
             scored = loaded.score_encoded([entry[2] for entry in chunk], modes)
             batch_sizes.append(len(chunk))
             for (job_index, item_index, _), result in zip(chunk, scored):
-                results[job_index][item_index] = to_scored_text(result)
+                texts = items[job_index][0].request.texts
+                results[job_index][item_index] = to_scored_text(result, loaded.tokenizer, texts[item_index] if texts else None)
         for (job, _), job_results in zip(items, results):
             emit(JobResult(job.request_id, job_results))
     return batch_sizes

@@ -8,6 +8,7 @@ from app.engine.base import ScoredText, ScoreInput
 from models.checkpoint import LoadedLanguageModel
 from models.sampling import InvalidParameter
 from models.text_encoding import EncodedText, TextScore
+from models.tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits:
     return encoded
 
 
-def to_scored_text(result: TextScore) -> ScoredText:
+def to_scored_text(result: TextScore, tokenizer: Tokenizer, text: str | None) -> ScoredText:
+    """A response item; `text` (when the request gave text) places each token in it."""
     score = result.score
     return ScoredText(
         tokens=result.tokens,
@@ -52,4 +54,5 @@ def to_scored_text(result: TextScore) -> ScoredText:
         oov=result.oov,
         num_unknown=result.num_unknown,
         unknown_words=result.unknown_words,
+        text_offset=None if text is None else tokenizer.offsets(text, result.tokens),
     )

@@ -76,6 +76,7 @@ class TokenEvent:
     text: str  # text this token adds to the choice (may be empty)
     logprob: float | None = None
     top_logprobs: dict[str, float] | None = None
+    offset: int = 0  # where the token's text starts in the choice's text (tracked with logprobs or streams)
 
 
 @dataclass

@@ -43,34 +43,25 @@ def check_limits(body: CompletionRequest, settings) -> None:
         raise ApiError(422, "echo is not supported with stream", "echo")
 
 
-def offsets(tokens: list[str], text: str, start: int = 0) -> list[int]:
-    """Character offset of each token in `text` (tokens are searched for in order)."""
-    result, position = [], start
-    for token in tokens:
-        found = text.find(token, position)
-        if found >= 0:
-            position = found
-        result.append(position)
-        if found >= 0:
-            position += len(token)
-    return result
-
-
 def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent], prompt_score: ScoredText | None,
                  body: CompletionRequest) -> CompletionChoice:
     text = (prompt if body.echo else "") + output_choice.text
     logprobs = None
     if body.logprobs is not None:
-        tokens, values, tops = [], [], []
+        tokens, values, tops, offsets = [], [], [], []
         if body.echo and prompt_score is not None:
             tokens += prompt_score.tokens
             values += prompt_score.token_logprobs
             tops += [None] * len(prompt_score.tokens)
+            offsets += prompt_score.text_offset or [0] * len(prompt_score.tokens)
+        # The worker's detokenizer says where each generated token's text starts.
+        start = len(prompt) if body.echo else 0
         tokens += [e.token for e in events]
         values += [e.logprob for e in events]
         tops += [e.top_logprobs for e in events]
+        offsets += [start + e.offset for e in events]
         logprobs = CompletionLogprobs(tokens=tokens, token_logprobs=values, top_logprobs=tops if body.logprobs else None,
-                                      text_offset=offsets(tokens, text))
+                                      text_offset=offsets)
     return CompletionChoice(text=text, index=index, logprobs=logprobs, finish_reason=output_choice.finish_reason)
 
 

@@ -22,7 +22,7 @@ from models.checkpoint import (
 )
 from models.loaded import LoadedModel
 from models.rnn_lm import count_parameters
-from models.tokenizer import Tokenizer, TokenizerConfig
+from models.tokenizers import TokenizerConfig, make_tokenizer
 from models.vocab import Vocabulary
 
 
@@ -90,6 +90,6 @@ def load_captioner(directory: str | Path, device: str | torch.device = "cpu") ->
         raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens, config says {decoder_config.vocab_size}")
     load_weights(model if in_checkpoint else model.decoder, directory / WEIGHTS_FILE)
     model.to(device).eval()
-    return LoadedCaptioner(directory.name, model, vocab, Tokenizer(TokenizerConfig.from_json(config.get("tokenizer", CAPTION_TOKENIZER.to_json()))),
+    return LoadedCaptioner(directory.name, model, vocab, make_tokenizer(TokenizerConfig.from_json(config.get("tokenizer", CAPTION_TOKENIZER.to_json())), directory),
                            config, file_sha256(directory / WEIGHTS_FILE), directory)
 

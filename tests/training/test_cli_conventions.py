@@ -124,7 +124,7 @@ def test_an_untokenized_vocabulary_is_warned_about(raw_corpus, tmp_path, caplog)
 
 @pytest.mark.skipif(not (REPOSITORY_ROOT.parent / "shared" / "data" / "nltk_data").is_dir(), reason="no data folder beside the checkout")
 def test_nltk_data_beside_the_checkout_is_found_without_a_setting():
-    code = "from models.tokenizer import _punkt_available, split_sentences; print(_punkt_available(), split_sentences('Mr. Smith came. He sat.'))"
+    code = "from models.tokenizers.words import _punkt_available, split_sentences; print(_punkt_available(), split_sentences('Mr. Smith came. He sat.'))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k not in ("NLTK_DATA", "RNNSERVE_NLTK_DATA")})
     assert result.stdout.startswith("True") and "not found" not in result.stderr

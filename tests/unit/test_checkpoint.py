@@ -7,7 +7,7 @@ import torch
 from models.checkpoint import CheckpointError, load_language_model, save_language_model
 from models.registry import load_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
-from models.tokenizer import TokenizerConfig
+from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary
 
 

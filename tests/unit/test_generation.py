@@ -4,11 +4,11 @@ import torch
 from models.generation import CompletionTracker, generate
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.sampling import SamplingParams
-from models.tokenizer import Tokenizer, TokenizerConfig
+from models.tokenizers import TokenizerConfig, make_tokenizer
 from models.vocab import Vocabulary
 
 VOCAB = Vocabulary.build([f"w{i}" for i in range(40)])
-TOKENIZER = Tokenizer(TokenizerConfig(style="plain"))
+TOKENIZER = make_tokenizer(TokenizerConfig(style="plain"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from models.checkpoint import CheckpointError
 from models.ngram import NGramModel
 from models.ngram_checkpoint import load_ngram_model, save_ngram_model
-from models.tokenizer import TokenizerConfig
+from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary
 from training.kneser_ney import discounts, estimate
 

@@ -1,9 +1,10 @@
 import pytest
 
-from models import tokenizer as tokenizer_module
-from models.tokenizer import Tokenizer, TokenizerConfig
+from models.tokenizers import make_tokenizer
+from models.tokenizers import words as tokenizer_module
+from models.tokenizers import TokenizerConfig
 
-WIKITEXT = Tokenizer(TokenizerConfig(level="word", style="wikitext"))
+WIKITEXT = make_tokenizer(TokenizerConfig(level="word", style="wikitext"))
 
 
 @pytest.mark.parametrize(
@@ -40,13 +41,13 @@ def test_detokenize_eos_starts_new_line():
 
 @pytest.mark.parametrize("text", ["ROMEO:\nO, she doth teach!", "naïve café 東京 \t tabs", ""])
 def test_char_round_trip(text):
-    chars = Tokenizer(TokenizerConfig(level="char"))
+    chars = make_tokenizer(TokenizerConfig(level="char"))
     assert chars.tokenize(text) == list(text)
     assert chars.detokenize(chars.tokenize(text)) == text
 
 
 def test_ptb_style_lowercases_numbers_and_drops_punctuation():
-    ptb = Tokenizer(TokenizerConfig(style="ptb"))
+    ptb = make_tokenizer(TokenizerConfig(style="ptb"))
     assert ptb.tokenize("The company sold 1,000 cars. It's big!") == [
         "the", "company", "sold", "N", "cars", "<eos>", "it", "'s", "big",
     ]

@@ -1,8 +1,6 @@
-"""Text <-> tokens, matching the conventions of the corpus a model was trained on.
-
-Word level uses NLTK: Punkt sentence splitting when its data is installed (``NLTK_DATA``),
-a regular-expression splitter otherwise, then NLTK's Treebank-style word tokenizer. A
-``style`` adapts the tokens to the corpus:
+"""Word level, through NLTK: Punkt sentence splitting when its data is installed
+(``NLTK_DATA``), a regular-expression splitter otherwise, then NLTK's Treebank-style word
+tokenizer. A ``style`` adapts the tokens to the corpus:
 
 * ``wikitext``: WikiText-2 writes ``game 's``, ``don 't``, ``1 @,@ 000``, ``3 @.@ 5``,
   ``state @-@ of`` and plain ``"`` quotes; case is kept.
@@ -10,22 +8,19 @@ a regular-expression splitter otherwise, then NLTK's Treebank-style word tokeniz
   sentence per line (sentences are separated by ``<eos>``).
 * ``caption``: image captions: lower case, punctuation dropped.
 * ``plain``: Treebank tokens as NLTK gives them.
-
-Character level maps every character (newlines included) to a token.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
+from models.tokenizers.base import QUOTE, Tokenizer, split_lines
 from models.vocab import EOS
 
 logger = logging.getLogger(__name__)
@@ -40,26 +35,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _WIKITEXT_JOINERS = {"@-@": "-", "@,@": ",", "@.@": "."}
 
 
-@dataclass(frozen=True)
-class TokenizerConfig:
-    """How a model's text is tokenized; stored in its config.json."""
-
-    level: Literal["word", "char"] = "word"
-    style: Literal["wikitext", "ptb", "caption", "plain"] = "wikitext"
-    # The token a text is taken to follow (models trained on a stream of lines see every line
-    # begin after the previous line's end token).
-    start_token: str = EOS
-    # The token that ends a text when scoring asks for it.
-    end_token: str = EOS
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "TokenizerConfig":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
-
-
 NLTK_DATA_VARIABLE = "RNNSERVE_NLTK_DATA"
 
 
@@ -69,7 +44,7 @@ def nltk_data_candidates() -> list[Path]:
     checkout (shared/data/nltk_data). Training, evaluation and serving all look here, so they
     split sentences alike."""
     candidates = [Path(os.environ[NLTK_DATA_VARIABLE])] if os.environ.get(NLTK_DATA_VARIABLE) else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "nltk_data")
+    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "nltk_data")
     return candidates
 
 
@@ -148,15 +123,10 @@ def _to_ptb(tokens: list[str]) -> list[str]:
     return out
 
 
-class Tokenizer:
-    """Turns raw text into a model's tokens and generated tokens back into text."""
-
-    def __init__(self, config: TokenizerConfig) -> None:
-        self.config = config
+class WordTokenizer(Tokenizer):
+    level = "word"
 
     def tokenize(self, text: str) -> list[str]:
-        if self.config.level == "char":
-            return list(text)
         tokens: list[str] = []
         for index, sentence in enumerate(split_sentences(text)):
             words = _word_tokenizer.tokenize(sentence)
@@ -172,61 +142,10 @@ class Tokenizer:
         return tokens
 
     def detokenize(self, tokens: list[str]) -> str:
-        if self.config.level == "char":
-            return "".join(tokens)
-        lines: list[list[str]] = [[]]
-        for token in tokens:
-            if token == EOS:
-                lines.append([])
-            else:
-                lines[-1].append(token)
-        return "\n".join(_detokenize_line(line) for line in lines)
+        return "\n".join(_detokenize_line(line) for line in split_lines(tokens))
 
-
-    def detokenize_continuation(self, context: list[str], tokens: list[str]) -> str:
-        """The text `tokens` add after `context`, separator included, so that a client that
-        appends it to the prompt reads what detokenizing the whole would give: "released in"
-        + " the United States", "he" + " didn't" (not "he" + " did" + " n't")."""
-        if self.config.level == "char":
-            return "".join(tokens)
-        # Only the context's current line affects how the continuation joins (quotes open on
-        # it, the word before); a bounded tail keeps this cheap.
-        line = current_line(context)
-        return self.join_continuation(context_window(line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)), tokens)
-
-    def join_continuation(self, window: list[str], tokens: list[str], before: str | None = None) -> str:
-        """`detokenize_continuation` after a context already cut to its window (`context_window`);
-        `before` is the window's own text when the caller has it already."""
-        if self.config.level == "char":
-            return "".join(tokens)
-        if not window:
-            return self.detokenize(tokens)
-        before = self.detokenize(window) if before is None else before
-        whole = self.detokenize(window + tokens)
-        if whole.startswith(before):
-            return whole[len(before):]
-        # Detokenizing rewrote the end of the context (a contraction split across the two):
-        # give the continuation on its own, separated by a space.
-        text = self.detokenize(tokens)
-        return (" " + text) if text and not text.startswith((" ", "\n")) else text
-
-
-def current_line(context: list[str]) -> list[str]:
-    """The tokens after the context's last end-of-line token."""
-    line_start = max((i + 1 for i, token in enumerate(context) if token == EOS), default=0)
-    return context[line_start:]
-
-
-def context_window(tail: list[str], dropped_quotes: int) -> list[str]:
-    """What of a line decides how a continuation joins it: its last tokens `tail`, led by a
-    quote when the `dropped_quotes` before them leave one open, so that quotes further on still
-    open and close as in the whole line."""
-    return ([QUOTE] if dropped_quotes % 2 else []) + tail
-
-
-# Context tokens read when joining a continuation to its prompt.
-CONTEXT_TOKENS = 64
-QUOTE = '"'
+    def surface(self, token: str) -> str:
+        return _WIKITEXT_JOINERS.get(token) or super().surface(token)
 
 
 def _detokenize_line(tokens: list[str]) -> str:

@@ -1,0 +1,125 @@
+"""What every tokenizer is: text <-> a model's tokens, and the conventions the generation
+loop relies on to join a continuation to its prompt and to stream text in linear time."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from models.vocab import EOS
+
+# Context tokens read when joining a continuation to its prompt.
+CONTEXT_TOKENS = 64
+QUOTE = '"'
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How a model's text is tokenized; stored in its config.json."""
+
+    level: Literal["word", "char", "sentencepiece"] = "word"
+    style: Literal["wikitext", "ptb", "caption", "plain"] = "wikitext"
+    # The token a text is taken to follow (models trained on a stream of lines see every line
+    # begin after the previous line's end token).
+    start_token: str = EOS
+    # The token that ends a text when scoring asks for it.
+    end_token: str = EOS
+    # A file in the model directory the tokenizer needs (SentencePiece's piece model).
+    model_file: str | None = None
+
+    def to_json(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TokenizerConfig":
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+class Tokenizer(ABC):
+    """Turns raw text into a model's tokens and generated tokens back into text."""
+
+    level: ClassVar[str]
+
+    def __init__(self, config: TokenizerConfig, directory: Path | None = None) -> None:
+        self.config = config
+
+    @abstractmethod
+    def tokenize(self, text: str) -> list[str]:
+        ...
+
+    @abstractmethod
+    def detokenize(self, tokens: list[str]) -> str:
+        ...
+
+    def plain_boundary(self, left: str, right: str) -> bool:
+        """Whether text made of tokens up to `left` is final whatever follows `right`: the
+        detokenizer joins the two sides with a fixed separator. The streaming text freezes
+        there (see models.generation.CompletionTracker)."""
+        return left.isalnum() and right.isalnum()
+
+    def surface(self, token: str) -> str:
+        """How `token` is likely spelled in the text it came from (to find its offset); empty
+        for a token with no text of its own (the end of a line or text)."""
+        return "" if token == EOS else token
+
+    def detokenize_continuation(self, context: list[str], tokens: list[str]) -> str:
+        """The text `tokens` add after `context`, separator included, so that a client that
+        appends it to the prompt reads what detokenizing the whole would give: "released in"
+        + " the United States", "he" + " didn't" (not "he" + " did" + " n't")."""
+        # Only the context's current line affects how the continuation joins (quotes open on
+        # it, the word before); a bounded tail keeps this cheap.
+        line = current_line(context)
+        return self.join_continuation(context_window(line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)), tokens)
+
+    def join_continuation(self, window: list[str], tokens: list[str], before: str | None = None) -> str:
+        """`detokenize_continuation` after a context already cut to its window (`context_window`);
+        `before` is the window's own text when the caller has it already."""
+        if not window:
+            return self.detokenize(tokens)
+        before = self.detokenize(window) if before is None else before
+        whole = self.detokenize(window + tokens)
+        if whole.startswith(before):
+            return whole[len(before):]
+        # Detokenizing rewrote the end of the context (a contraction split across the two):
+        # give the continuation on its own, separated by a space.
+        text = self.detokenize(tokens)
+        return (" " + text) if text and not text.startswith((" ", "\n")) else text
+
+    def offsets(self, text: str, tokens: list[str]) -> list[int]:
+        """Character offset in `text` of each of the tokens it was tokenized into: each token's
+        surface form searched for in order (a token with none found keeps the last position)."""
+        result, position = [], 0
+        for token in tokens:
+            surface = self.surface(token)
+            found = text.find(surface, position) if surface else -1
+            if found >= 0:
+                position = found
+            result.append(position)
+            if found >= 0:
+                position += len(surface)
+        return result
+
+
+def current_line(context: list[str]) -> list[str]:
+    """The tokens after the context's last end-of-line token."""
+    line_start = max((i + 1 for i, token in enumerate(context) if token == EOS), default=0)
+    return context[line_start:]
+
+
+def context_window(tail: list[str], dropped_quotes: int) -> list[str]:
+    """What of a line decides how a continuation joins it: its last tokens `tail`, led by a
+    quote when the `dropped_quotes` before them leave one open, so that quotes further on still
+    open and close as in the whole line."""
+    return ([QUOTE] if dropped_quotes % 2 else []) + tail
+
+
+def split_lines(tokens: list[str]) -> list[list[str]]:
+    """Tokens cut at end-of-line tokens (which are dropped)."""
+    lines: list[list[str]] = [[]]
+    for token in tokens:
+        if token == EOS:
+            lines.append([])
+        else:
+            lines[-1].append(token)
+    return lines
