@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
-from models.prefix_scoring import score_prefix_tree, shares_prefixes
+from models.prefix_scoring import runs_as_tree, score_prefix_tree, shares_prefixes
 from models.scoring import SequenceScore, score_sequences
 from models.loaded import LoadedModel
 from models.spelling import SPELLING_FILE, load_spelling
@@ -139,7 +139,7 @@ class LoadedLanguageModel(LoadedModel, TextEncoding):
 
     def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
         # N-best lists share most of their prefixes: run each distinct prefix once.
-        if shares_prefixes(sequences):
+        if runs_as_tree(self.model) and shares_prefixes(sequences):
             return score_prefix_tree(self.model, sequences)
         return score_sequences(self.model, sequences)
 

@@ -58,6 +58,11 @@ def distinct_prefixes(sequences: list[list[int]]) -> int:
     return len(PrefixTree(sequences))
 
 
+def runs_as_tree(model: RNNLanguageModel) -> bool:
+    """Whether the tree can run the model's cell (the fused cells, written out layer-wise below)."""
+    return model.config.cell in TREE_LAYERS
+
+
 def shares_prefixes(sequences: list[list[int]]) -> bool:
     """Whether scoring through the tree saves enough to be worth it."""
     positions = sum(len(s) - 1 for s in sequences)
@@ -85,8 +90,7 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
     tokens, fed = torch.tensor([tree.token[n] for n in order], device=device).unique(return_inverse=True)
     x: torch.Tensor | Inputs = Inputs(model.embedding(tokens), fed)
     for layer in range(model.config.num_layers):
-        weights = [getattr(model.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        x = TREE_LAYERS[model.config.cell](x, blocks, *weights)
+        x = TREE_LAYERS[model.config.cell](x, blocks, *model.rnn.layer_weights(layer))
     if model.projection is not None:
         x = model.projection(x)
     # Each distinct (prefix, next token) pair once: hypotheses that share a prefix mostly share

@@ -1,10 +1,11 @@
-"""Recurrent language model: Elman RNN (tanh), GRU or LSTM with an explicit state.
+"""Recurrent language model over any registered cell (`models.cells`: Elman RNN (tanh), GRU,
+LSTM, peephole LSTM, Jordan network) with an explicit state.
 
     forward(tokens (B, T), state) -> (logits (B, T, V), state)
 
 The state is always a tuple of (num_layers, B, hidden_dim) tensors: ``(h,)`` for the Elman RNN
-and the GRU, ``(h, c)`` for the LSTM, so callers (the batching engine's slot table) treat all
-cells alike. Logits are raw and unnormalised; with the adaptive softmax head they are already
+and the GRU, ``(h, c)`` for the LSTMs, ``(y,)`` for the Jordan network, so callers (the
+batching engine's slot table) treat all cells alike. Logits are raw and unnormalised; with the adaptive softmax head they are already
 log-probabilities, which are valid logits for the same distribution.
 """
 from __future__ import annotations
@@ -15,10 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-State = tuple[torch.Tensor, ...]
-CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-# One time step of each cell with nn.RNN/GRU/LSTM's weight layout and gate order.
-_CELL_STEPS = {"rnn": torch.rnn_tanh_cell, "gru": torch.gru_cell, "lstm": torch.lstm_cell}
+from models.cells import CELLS, State, make_cell
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,7 @@ class LanguageModelConfig:
     embedding_dim: int = 256
     hidden_dim: int = 256
     num_layers: int = 2
-    cell: Literal["rnn", "gru", "lstm"] = "lstm"
+    cell: Literal["rnn", "gru", "lstm", "peephole", "jordan"] = "lstm"
     dropout: float = 0.2
     # Dropout on whole embedding rows (a word is dropped everywhere in the batch), as AWD-LSTM.
     embedding_dropout: float = 0.0
@@ -64,13 +62,7 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
-        self.rnn = CELLS[config.cell](
-            config.embedding_dim,
-            config.hidden_dim,
-            num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
+        self.rnn = make_cell(config.cell, config.embedding_dim, config.hidden_dim, config.num_layers, config.dropout)
         self.dropout = nn.Dropout(config.dropout)
         output_dim = config.hidden_dim
         # Tying needs the output layer's input to match the embedding width; project when the
@@ -100,7 +92,7 @@ class RNNLanguageModel(nn.Module):
 
     @property
     def num_state_tensors(self) -> int:
-        return 2 if self.config.cell == "lstm" else 1
+        return self.rnn.num_state_tensors
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         device = device if device is not None else self.embedding.weight.device
@@ -126,21 +118,10 @@ class RNNLanguageModel(nn.Module):
         if state is None:
             state = self.init_state(tokens.size(0), tokens.device)
         embedded = self.dropout(self._embed(tokens))  # (B, T, E)
-        rnn_state = state if self.config.cell == "lstm" else state[0]
-        if lengths is None:
-            output, new_state = self.rnn(embedded, rnn_state)  # (B, T, H)
-        else:
-            packed = nn.utils.rnn.pack_padded_sequence(
-                embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
-            )
-            packed_output, new_state = self.rnn(packed, rnn_state)
-            output, _ = nn.utils.rnn.pad_packed_sequence(
-                packed_output, batch_first=True, total_length=tokens.size(1)
-            )
+        output, new_state = self.rnn.run(embedded, state, lengths)  # (B, T, H)
         output = self.dropout(output)
         if self.projection is not None:
             output = self.projection(output)
-        new_state = tuple(new_state) if self.config.cell == "lstm" else (new_state,)
         return output, new_state
 
     def output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -154,9 +135,7 @@ class RNNLanguageModel(nn.Module):
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One token per row: tokens (B,) -> (logits (B, V), state), for decoding.
 
-        Same math as `forward` on a length-1 sequence, but calls the fused cell functions
-        layer by layer: for one time step this avoids nn.LSTM's per-call set-up (and oneDNN's),
-        which costs several times the arithmetic at small batch sizes on the CPU.
+        Same math as `forward` on a length-1 sequence, through the cell's one-step path.
         """
         hidden, new_state = self.step_hidden(tokens, state)
         return self.output_logits(hidden), new_state
@@ -166,21 +145,9 @@ class RNNLanguageModel(nn.Module):
         """`step` before the output layer: tokens (B,) -> (top-layer output (B, D), state)."""
         if self.training:
             raise RuntimeError("step() is for inference; call eval() first")
-        x = self.embedding(tokens)  # (B, E)
-        cell = _CELL_STEPS[self.config.cell]
-        new_h, new_c = [], []
-        for layer in range(self.config.num_layers):
-            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            if self.config.cell == "lstm":
-                h, c = cell(x, (state[0][layer], state[1][layer]), *weights)
-                new_c.append(c)
-            else:
-                h = cell(x, state[0][layer], *weights)
-            new_h.append(h)
-            x = h
+        x, new_state = self.rnn.step(self.embedding(tokens), state)
         if self.projection is not None:
             x = self.projection(x)
-        new_state = (torch.stack(new_h), torch.stack(new_c)) if new_c else (torch.stack(new_h),)
         return x, new_state
 
     def logprobs_of(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""The seed's comparison on one corpus: Kneser-Ney n-grams, then Elman RNN, GRU and LSTM
-language models at the same parameter count, trained the same way; one table of perplexities.
+"""The seed's comparison on one corpus: Kneser-Ney n-grams, then Elman RNN, Jordan network,
+GRU, LSTM and peephole LSTM language models at the same parameter count, trained the same way;
+one table of perplexities.
 
     python -m training.compare_cells --data ../shared/data/ptb --style ptb --params 4000000 \
         --run-dir runs/compare-ptb
@@ -17,6 +18,7 @@ import json
 import logging
 from pathlib import Path
 
+from models.cells import CELL_NAMES
 from models.checkpoint import read_config
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from training import train_lm, train_ngram
@@ -25,7 +27,7 @@ from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
 from training.cli import parser_for, run_cli
 
 logger = logging.getLogger("training.compare_cells")
-CELL_NAMES = {"rnn": "Elman RNN (tanh)", "gru": "GRU", "lstm": "LSTM"}
+DEFAULT_CELLS = ["rnn", "jordan", "gru", "lstm", "peephole"]
 
 
 def model_config(args: argparse.Namespace, vocab_size: int, cell: str, hidden: int) -> LanguageModelConfig:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="ptb")
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--params", type=int, default=4_000_000, help="parameter budget of each recurrent model")
-    parser.add_argument("--cells", nargs="+", choices=sorted(CELL_NAMES), default=["rnn", "gru", "lstm"])
+    parser.add_argument("--cells", nargs="+", choices=sorted(CELL_NAMES), default=DEFAULT_CELLS)
     parser.add_argument("--ngram-orders", type=int, nargs="*", default=[3, 5])
     parser.add_argument("--embedding-dim", type=int, default=200)
     parser.add_argument("--num-layers", type=int, default=2)
@@ -108,8 +110,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--head", choices=["linear", "adaptive"], default="adaptive")
     parser.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[2000])
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--cell-lr", nargs="*", default=["rnn=5e-4"], metavar="CELL=LR",
-                        help="a cell's own learning rate (the tanh RNN saturates at 2e-3 and stays at unigram perplexity)")
+    parser.add_argument("--cell-lr", nargs="*", default=["rnn=5e-4", "jordan=5e-4"], metavar="CELL=LR",
+                        help="a cell's own learning rate (the tanh RNN saturates at 2e-3 and stays at unigram "
+                             "perplexity; the Jordan network's tanh recurrence gets the same)")
     # Zaremba et al.'s batch and window: three times the updates per epoch of 32 x 70, which
     # matters at a budget of a few epochs.
     parser.add_argument("--batch-size", type=int, default=20)

@@ -23,6 +23,7 @@ def word_perplexity(loss: float, tokens: int, words: int) -> float:
     return round(math.exp(loss * (tokens - 1) / (words - 1)), 3)
 
 
+@torch.no_grad()
 def stream_loss(
     model: RNNLanguageModel,
     ids: torch.Tensor,

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from models.cells import CELLS
 from models.checkpoint import save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.tokenizers import Tokenizer, make_tokenizer
@@ -61,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--max-vocab", type=int, default=None)
     data.add_argument("--min-count", type=int, default=1)
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="lstm")
+    model.add_argument("--cell", choices=list(CELLS), default="lstm",
+                       help="peephole: LSTM whose gates see the cell state; jordan: the recurrence reads the "
+                            "previous output (both written out in PyTorch, slower than the fused cells)")
     model.add_argument("--embedding-dim", type=int, default=256)
     model.add_argument("--hidden-dim", type=int, default=256)
     model.add_argument("--num-layers", type=int, default=2)

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
+from models.cells import CELLS
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+
+ALL_CELLS = sorted(CELLS)
 
 
 def make_model(cell="lstm", **overrides) -> RNNLanguageModel:
@@ -11,7 +14,7 @@ def make_model(cell="lstm", **overrides) -> RNNLanguageModel:
     return RNNLanguageModel(LanguageModelConfig(**config)).eval()
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_token_by_token_equals_whole_sequence(cell):
     model = make_model(cell)
     tokens = torch.randint(0, 50, (3, 12))
@@ -26,7 +29,7 @@ def test_token_by_token_equals_whole_sequence(cell):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize("tie", [False, True])
 def test_fused_step_equals_forward(cell, tie):
     model = make_model(cell, tie_weights=tie)
@@ -40,18 +43,19 @@ def test_fused_step_equals_forward(cell, tie):
         model.train().step(tokens[:, 0], state)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_state_shapes(cell):
     model = make_model(cell)
     state = model.init_state(4)
-    assert len(state) == (2 if cell == "lstm" else 1)
+    assert len(state) == (2 if cell in ("lstm", "peephole") else 1)
     assert all(s.shape == (2, 4, 24) for s in state)
     logits, new_state = model(torch.zeros((4, 5), dtype=torch.long), state)
     assert logits.shape == (4, 5, 50)
 
 
-def test_packed_lengths_equal_separate_runs():
-    model = make_model()
+@pytest.mark.parametrize("cell", ALL_CELLS)
+def test_packed_lengths_equal_separate_runs(cell):
+    model = make_model(cell)
     rows = [torch.randint(0, 50, (n,)) for n in (7, 3, 5)]
     padded = torch.zeros((3, 7), dtype=torch.long)
     for i, row in enumerate(rows):
@@ -60,8 +64,8 @@ def test_packed_lengths_equal_separate_runs():
     for i, row in enumerate(rows):
         alone, alone_state = model.hidden(row.unsqueeze(0))
         torch.testing.assert_close(hidden[i, : len(row)], alone[0])
-        torch.testing.assert_close(state[0][:, i], alone_state[0][:, 0])
-        torch.testing.assert_close(state[1][:, i], alone_state[1][:, 0])
+        for tensor, alone_tensor in zip(state, alone_state, strict=True):
+            torch.testing.assert_close(tensor[:, i], alone_tensor[:, 0])
 
 
 def test_tied_weights_share_one_tensor_with_projection():
