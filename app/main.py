@@ -17,15 +17,15 @@ from fastapi_offline import FastAPIOffline
 
 from app.access import require_access
 from app.body_limit import BodySizeLimitMiddleware
-from app.disconnect import CancelOnDisconnectMiddleware
 from app.cache import InProcessLRU, RedisCache, ResultCache
+from app.disconnect import CancelOnDisconnectMiddleware
 from app.engine.base import Engine
 from app.engine.lm_tasks import TokenLimits
 from app.engine.pool import WorkerPool, plan_devices
 from app.engine.worker import WorkerConfig
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.model_store import ModelStore, discover_models
+from app.model_store import ModelStore, default_preferences, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
@@ -74,8 +74,11 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
         app.state.api_keys = settings.api_key_set()
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, redis)
         await engine.start()
-        if hasattr(engine, "wait_ready") and store.models and not await engine.wait_ready(settings.startup_timeout_s):
-            logger.warning("workers not ready after %.0f s; /readyz will say so", settings.startup_timeout_s)
+        if hasattr(engine, "wait_ready") and store.models:
+            if not await engine.wait_ready(settings.startup_timeout_s):
+                logger.warning("workers not ready after %.0f s; /readyz will say so", settings.startup_timeout_s)
+            # The catalogue read the files; what the workers could not load does not serve.
+            store.drop_failed(engine.load_failures(), default_preferences(settings))
         logger.info("serving %s", ", ".join(store.models) or "no models")
         try:
             yield

@@ -1,8 +1,9 @@
 """The catalogue of models the service offers: every sub-directory holding a config.json in
-the model directories (the user's, then the shipped ones). Each is loaded once on the CPU to
-prove it is sound; what loads is the list the workers load (`paths`), so a broken model is
-skipped and reported in one place and the rest serve. The catalogue keeps only what the HTTP
-layer needs: ids, types, revisions, metrics and a default per type (and why it is the default)."""
+the model directories (the user's, then the shipped ones), described from its files
+(`models.registry.inspect_model`: nothing is built on the CPU a second time). A directory that
+cannot be a model is skipped and reported; one the workers then fail to load is dropped the
+same way (`drop_failed`), and the rest serve. The catalogue keeps only what the HTTP layer
+needs: ids, types, tasks, revisions, metrics and a default per type (and why it is the default)."""
 from __future__ import annotations
 
 import logging
@@ -13,12 +14,12 @@ from typing import Any
 from app.errors import ApiError
 from models.checkpoint import CONFIG_FILE
 from models.interpolation import Tokenization
-from models.registry import load_model
+from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, inspect_model
 
 logger = logging.getLogger(__name__)
 
-# model_type in config.json -> the type shown in /v1/models
-PUBLIC_TYPES = {"rnn_lm": "language_model", "captioner": "captioner", "ngram": "ngram"}
+# The type whose default serves a task when a request names no model.
+DEFAULT_TYPE = {GENERATE: "language_model", SCORE: "language_model", CAPTION: "captioner"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ModelInfo:
     model_id: str
     model_type: str
     public_type: str
+    tasks: frozenset[str]
     level: str | None
     revision: str
     parameters: int
@@ -36,21 +38,21 @@ class ModelInfo:
     tokenization: Tokenization | None = None  # language and n-gram models: decides whether they mix per token
 
 
-def describe(loaded: Any) -> ModelInfo:
+def describe(facts: ModelFacts) -> ModelInfo:
     return ModelInfo(
-        model_id=loaded.model_id,
-        model_type=loaded.model_type,
-        public_type=PUBLIC_TYPES.get(loaded.model_type, loaded.model_type),
-        level=getattr(loaded, "level", None),
-        revision=loaded.revision,
-        parameters=loaded.parameters,
-        metrics=loaded.metrics,
-        path=loaded.path,
-        extra={"image_size": loaded.image_size} if hasattr(loaded, "image_size") else {},
-        example_prompt=loaded.config.get("example_prompt"),
-        tokenization=Tokenization.of(loaded) if loaded.model_type in ("rnn_lm", "ngram") else None,
+        model_id=facts.model_id,
+        model_type=facts.model_type.name,
+        public_type=facts.model_type.public_type,
+        tasks=facts.model_type.tasks,
+        level=facts.level,
+        revision=facts.revision,
+        parameters=facts.parameters,
+        metrics=facts.metrics,
+        path=facts.path,
+        extra=facts.extra,
+        example_prompt=facts.example_prompt,
+        tokenization=facts.tokenization,
     )
-
 
 
 def model_directories(models_dirs: list[Path]) -> dict[str, Path]:
@@ -86,13 +88,21 @@ class ModelStore:
         directories = model_directories(models_dirs)
         for model_id, directory in directories.items():
             try:
-                store.models[model_id] = describe(load_model(directory, "cpu"))
+                store.models[model_id] = describe(inspect_model(directory))
                 logger.info("found model %s in %s", model_id, directory)
             except Exception as error:  # noqa: BLE001 - whatever a broken directory raises, the others serve
                 store.failures[model_id] = f"{type(error).__name__}: {error}"
                 logger.error("could not load model %s from %s: %s", model_id, directory, store.failures[model_id])
         store.choose_defaults(preferred_defaults)
         return store
+
+    def drop_failed(self, failures: dict[str, str], preferred_defaults: dict[str, str | None]) -> None:
+        """Models the workers could not load leave the catalogue (and its defaults)."""
+        for model_id, why in failures.items():
+            if self.models.pop(model_id, None) is not None:
+                self.failures[model_id] = why
+        if failures:
+            self.choose_defaults(preferred_defaults)
 
     def choose_defaults(self, preferred_defaults: dict[str, str | None]) -> None:
         """The default of each type: the configured one when it is loaded, otherwise the first
@@ -117,19 +127,21 @@ class ModelStore:
         """What the workers load: every model that loaded here."""
         return {model_id: info.path for model_id, info in self.models.items()}
 
-    def resolve(self, model_id: str | None, public_type: str, param: str = "model", also: tuple[str, ...] = ()) -> ModelInfo:
-        """The model a request names (or the default of `public_type`); 404 if there is none.
-        `also` lists other types the endpoint accepts when named explicitly."""
+    def resolve(self, model_id: str | None, task: str, param: str = "model") -> ModelInfo:
+        """The model a request names for `task` (or the default of the task's type); 404 if
+        there is none, 422 if it cannot do the task."""
         if model_id is None:
+            public_type = DEFAULT_TYPE[task]
             if public_type not in self.defaults:
                 raise ApiError(404, f"no {public_type.replace('_', ' ')} is loaded", param)
             return self.models[self.defaults[public_type]]
         info = self.models.get(model_id)
         if info is None:
             raise ApiError(404, f"model {model_id!r} not found", param)
-        if info.public_type != public_type and info.public_type not in also:
-            accepted = " or ".join((public_type, *also)).replace("_", " ")
-            raise ApiError(422, f"model {model_id!r} is a {info.public_type.replace('_', ' ')}, not a {accepted}", param)
+        if task not in info.tasks:
+            able = sorted({m.public_type for m in self.models.values() if task in m.tasks} or {DEFAULT_TYPE[task]})
+            raise ApiError(422, f"model {model_id!r} is a {info.public_type.replace('_', ' ')}, which cannot {task}; "
+                                f"name a {' or '.join(able).replace('_', ' ')}", param)
         return info
 
 

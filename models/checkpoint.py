@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
-from models.prefix_scoring import runs_as_tree, score_prefix_tree, shares_prefixes
-from models.scoring import SequenceScore, score_sequences
 from models.loaded import LoadedModel
+from models.prefix_scoring import runs_as_tree, score_prefix_tree, shares_prefixes
+from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
+from models.scoring import SequenceScore, score_sequences
 from models.spelling import SPELLING_FILE, load_spelling
 from models.text_encoding import TextEncoding
 from models.tokenizers import TokenizerConfig, make_tokenizer
@@ -118,7 +118,10 @@ def load_weights(module: torch.nn.Module, path: Path, tied: frozenset[str] = fro
     for name, tensor in tensors.items():
         if name in own and tensor.is_floating_point():
             tensors[name] = tensor.to(own[name].dtype)
-    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as error:  # shapes that differ from the architecture's
+        raise CheckpointError(f"{path}: weights do not match the architecture ({str(error).splitlines()[-1].strip()})") from error
     if set(missing) - tied or unexpected:
         raise CheckpointError(f"{path}: weights do not match the architecture (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
 

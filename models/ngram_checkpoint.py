@@ -8,12 +8,20 @@ from typing import Any, ClassVar
 
 from safetensors.numpy import load_file, save_file
 
-from models.checkpoint import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_tokenizer, model_revision, read_config,
-                               write_model_directory)
-from models.spelling import load_spelling
+from models.checkpoint import (
+    FORMAT_VERSION,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_tokenizer,
+    model_revision,
+    read_config,
+    write_model_directory,
+)
 from models.loaded import LoadedModel
 from models.ngram import NGramModel
 from models.scoring import SequenceScore, summarise
+from models.spelling import load_spelling
 from models.text_encoding import TextEncoding
 from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary

@@ -16,7 +16,6 @@ import torch
 from models.rnn_lm import RNNLanguageModel
 from models.scoring import SequenceScore, summarise
 
-
 # When the tree pays (bench.prefix_scoring, 2 CPU cores): 100-best lists (distinct prefixes 30%
 # of the positions, ~1,000 positions a list) score about twice as fast through it; 10-best lists
 # (48%, ~110 positions) about as fast as flat, so small or unshared inputs stay flat.

@@ -1,26 +1,101 @@
-"""model_type (config.json) -> loader: one table instead of an if/elif chain."""
+"""The model types, one entry each: what config.json's ``model_type`` loads with, the type the
+HTTP API shows, and the tasks a model of that type can do. Adding a type is one entry here.
+
+`inspect_model` reads what a catalogue needs from a model directory's files (config.json,
+vocab.json, the weights' checksums) without building the network.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from models.captioning.captioner import load_captioner
-from models.checkpoint import CheckpointError, load_language_model, read_config
+from models.checkpoint import VOCAB_FILE, CheckpointError, load_language_model, model_revision, read_config
+from models.interpolation import Tokenization
 from models.ngram_checkpoint import load_ngram_model
+from models.tokenizers import LEVELS
+from models.vocab import Vocabulary
 
-LOADERS: dict[str, Callable[[Path, "str | torch.device"], Any]] = {
-    "rnn_lm": load_language_model,
-    "captioner": load_captioner,
-    "ngram": load_ngram_model,
-}
+# What a model can be asked to do; the engine has one task entry per name.
+GENERATE, SCORE, CAPTION = "generate", "score", "caption"
+
+
+@dataclass(frozen=True)
+class ModelType:
+    name: str  # config.json "model_type"
+    public_type: str  # the type /v1/models shows
+    tasks: frozenset[str]
+    load: Callable[[Path, "str | torch.device"], Any]
+
+
+MODEL_TYPES: dict[str, ModelType] = {entry.name: entry for entry in (
+    ModelType("rnn_lm", "language_model", frozenset({GENERATE, SCORE}), load_language_model),
+    ModelType("ngram", "ngram", frozenset({SCORE}), load_ngram_model),
+    ModelType("captioner", "captioner", frozenset({CAPTION}), load_captioner),
+)}
+
+
+def model_type(name: str | None, where: object = "model") -> ModelType:
+    if name not in MODEL_TYPES:
+        raise CheckpointError(f"{where}: unknown model_type {name!r} (known: {', '.join(MODEL_TYPES)})")
+    return MODEL_TYPES[name]
+
+
+def can(model_type_name: str, task: str) -> bool:
+    """Whether models of this type do `task`."""
+    entry = MODEL_TYPES.get(model_type_name)
+    return entry is not None and task in entry.tasks
+
+
+def is_language_model(model_type_name: str) -> bool:
+    """Language models, recurrent or n-gram: anything that scores text."""
+    return can(model_type_name, SCORE)
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Any:
     """Load any known model type from its directory."""
+    return model_type(read_config(directory).get("model_type"), directory).load(Path(directory), device)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is known of a model from its files alone."""
+
+    model_id: str
+    model_type: ModelType
+    level: str | None
+    revision: str
+    parameters: int
+    metrics: dict[str, Any]
+    path: Path
+    extra: dict[str, Any]  # type-specific facts the HTTP layer needs (a captioner's image size)
+    example_prompt: str | None
+    tokenization: Tokenization | None  # text-reading models: decides whether two mix per token
+
+
+def inspect_model(directory: str | Path) -> ModelFacts:
+    """A model's facts from config.json, vocab.json and the weights' checksum; raises
+    CheckpointError (or OSError, ValueError) for a directory that cannot be a model."""
+    directory = Path(directory)
     config = read_config(directory)
-    model_type = config.get("model_type")
-    if model_type not in LOADERS:
-        raise CheckpointError(f"{directory}: unknown model_type {model_type!r}")
-    return LOADERS[model_type](Path(directory), device)
+    entry = model_type(config.get("model_type"), directory)
+    tokenizer = config.get("tokenizer") or {}
+    level = tokenizer.get("level") if entry.name != "captioner" else None
+    if level is not None and level not in LEVELS:
+        raise CheckpointError(f"{directory}: unknown tokenizer level {level!r}")
+    tokenization = None
+    if SCORE in entry.tasks:
+        vocab = Vocabulary.load(directory / VOCAB_FILE)
+        specials = set(vocab.specials.values())
+        tokenization = Tokenization(level or "word", tokenizer.get("style", "wikitext"),
+                                    frozenset(t for t in vocab.tokens if t not in specials))
+    extra = {"image_size": int(config["encoder"].get("image_size", 224))} if entry.name == "captioner" else {}
+    try:
+        parameters = int(config.get("parameters", 0))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{directory}: bad parameters in config.json") from error
+    return ModelFacts(directory.name, entry, level, model_revision(directory), parameters,
+                      dict(config.get("metrics") or {}), directory, extra, config.get("example_prompt"), tokenization)

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import CheckpointError, load_language_model, save_language_model
+from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import CorpusFiles, load_corpus, model_reads_raw_text
 from training.evaluation import perplexity, stream_loss
-from training.cli import check_export_target, parser_for, run_cli
 
 logger = logging.getLogger("training.average_checkpoints")
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from models.cells import CELL_NAMES
 from models.checkpoint import read_config
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
-from training import train_lm, train_ngram
 from models.tokenizers import make_tokenizer
-from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
+from training import train_lm, train_ngram
 from training.cli import parser_for, run_cli
+from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
 
 logger = logging.getLogger("training.compare_cells")
 DEFAULT_CELLS = ["rnn", "jordan", "gru", "lstm", "peephole"]

@@ -23,11 +23,18 @@ import numpy as np
 import torch
 
 from models.checkpoint import CheckpointError
-from models.registry import load_model
-from training.corpus import count_words, model_reads_raw_text, read_tokens
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
+from models.registry import is_language_model, load_model
 from training.cli import UsageError, parser_for, resolve_model, run_cli
-from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, loaded_model_stream_loss, loaded_model_token_logprobs, perplexity, word_perplexity
+from training.corpus import count_words, model_reads_raw_text, read_tokens
+from training.evaluation import (
+    EVAL_BATCH_SIZE,
+    EVAL_BPTT,
+    loaded_model_stream_loss,
+    loaded_model_token_logprobs,
+    perplexity,
+    word_perplexity,
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="choose the --interpolate model's weight (one model; give it as MODEL) on this file, e.g. valid")
     args = parser.parse_args(argv)
     loaded = load_model(args.checkpoint, args.device)
-    if loaded.model_type not in ("rnn_lm", "ngram"):
+    if not is_language_model(loaded.model_type):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
     # Read the file exactly as the model's training read its corpus.
     tokens = read_tokens(args.data, loaded.tokenizer, model_reads_raw_text(loaded.config))
@@ -104,7 +111,7 @@ def interpolated(loaded, args, alone: float) -> dict:
     others = [load_model(path, args.device) for path, _ in parts]
     first_tokens = Tokenization.of(loaded)
     for other in others:
-        if other.model_type not in ("rnn_lm", "ngram"):
+        if not is_language_model(other.model_type):
             raise UsageError(f"{other.model_id} is not a language model")
         why = incompatibility(first_tokens, Tokenization.of(other))
         if why or other.tokenizer.config.start_token != loaded.tokenizer.config.start_token:

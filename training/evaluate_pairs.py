@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from models.checkpoint import CheckpointError
-from models.registry import load_model
+from models.registry import is_language_model, load_model
 from training.cli import parser_for, resolve_model, run_cli
 
 BATCH = 64
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     loaded = load_model(args.checkpoint, args.device)
-    if loaded.model_type not in ("rnn_lm", "ngram"):
+    if not is_language_model(loaded.model_type):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
     result = evaluate(loaded, read_pairs(args.pairs), args.group_by, add_end=not args.no_end_token, unknown_words=args.unknown_words)
     print(json.dumps(result, indent=2))

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from models.ngram_checkpoint import save_ngram_model
 from models.tokenizers import TokenizerConfig
 from models.vocab import PAD, Vocabulary
-from training.arpa import ARPA_BOS, ARPA_EOS, ARPA_UNK, NEVER_LOG10, LN10, read_arpa
+from training.arpa import ARPA_BOS, ARPA_EOS, ARPA_UNK, LN10, NEVER_LOG10, read_arpa
 from training.cli import check_export_target, parser_for, run_cli
 from training.spelling import DEFAULT_ORDER, attach_spelling
 

@@ -30,10 +30,10 @@ from models.captioning.decoding import beam_search
 from models.captioning.encoders import EncoderConfig
 from models.captioning.images import load_image
 from models.vocab import Vocabulary
-from training.run_setup import prepare_run
 from training.caption_data import CaptionedImage, build_vocab, caption_tokens, encode_captions, read_coco, read_flickr8k
 from training.caption_metrics import caption_scores
 from training.cli import check_export_target, parser_for, run_cli
+from training.run_setup import prepare_run
 
 logger = logging.getLogger("training.train_captioner")
 FIELDS = ["epoch", "step", "train_loss", "bleu1", "bleu2", "bleu3", "bleu4", "cider", "seconds"]

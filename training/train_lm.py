@@ -29,15 +29,24 @@ from models.checkpoint import save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.tokenizers import Tokenizer, make_tokenizer
 from models.vocab import Vocabulary
-from training.run_setup import prepare_run
 from training.cli import check_export_target, parser_for, run_cli
-from training.corpus import (Corpus, CorpusFiles, batchify, corpus_reading, count_words, default_tokenize_raw,
-                             lm_tokenizer_config, load_corpus, windows)
-from training.piece_model import piece_tokenizer
+from training.corpus import (
+    Corpus,
+    CorpusFiles,
+    batchify,
+    corpus_reading,
+    count_words,
+    default_tokenize_raw,
+    lm_tokenizer_config,
+    load_corpus,
+    windows,
+)
 from training.distributed import Distributed, LossModule
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss, word_perplexity
+from training.piece_model import piece_tokenizer
 from training.plots import plot_metrics
 from training.pretrained_embeddings import initialise_embeddings
+from training.run_setup import prepare_run
 from training.spelling import DEFAULT_ORDER, attach_spelling
 
 logger = logging.getLogger("training.train_lm")

@@ -21,12 +21,12 @@ import numpy as np
 
 from models.ngram_checkpoint import save_ngram_model
 from models.tokenizers import make_tokenizer
+from training.arpa import write_arpa
+from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus
 from training.evaluation import perplexity
-from training.arpa import write_arpa
 from training.kneser_ney import estimate
 from training.spelling import DEFAULT_ORDER, attach_spelling
-from training.cli import check_export_target, parser_for, run_cli
 
 logger = logging.getLogger("training.train_ngram")
 

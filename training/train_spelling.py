@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from models.checkpoint import VOCAB_FILE, read_config
+from models.registry import is_language_model
 from models.spelling import SPELLING_FILE
 from models.tokenizers import TokenizerConfig, make_tokenizer
 from models.vocab import Vocabulary
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = read_config(args.model)
     tokenizer = TokenizerConfig.from_json(config.get("tokenizer", {}))
-    if config.get("model_type") not in ("rnn_lm", "ngram") or tokenizer.level != "word":
+    if not is_language_model(config.get("model_type")) or tokenizer.level != "word":
         raise UsageError(f"{args.model} is not a word-level language model; only those spell unknown words")
     if (args.model / SPELLING_FILE).exists() and not args.force:
         raise UsageError(f"{args.model} has a spelling model already; pass --force to replace it")

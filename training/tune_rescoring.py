@@ -24,7 +24,7 @@ import jiwer
 from tqdm import tqdm
 
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
-from models.registry import load_model
+from models.registry import is_language_model, load_model
 from models.rescoring import RescoringWeights, rescore_list
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.nbest_files import NBestList, read_nbest
@@ -49,7 +49,7 @@ def score_in_process(lists: list[NBestList], model_names: list[str], unknown_wor
     loaded_models = []
     for name in model_names:
         loaded = load_model(resolve_model(name), "cpu")
-        if loaded.model_type not in ("rnn_lm", "ngram"):
+        if not is_language_model(loaded.model_type):
             raise UsageError(f"{name} is a {loaded.model_type}, not a language model")
         flat = [(h.text, nbest.context) for nbest in lists for h in nbest.hypotheses]
         values: list[float] = []

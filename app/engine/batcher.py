@@ -18,9 +18,9 @@ from app.engine.base import ScoredText
 from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
 from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
 from models.checkpoint import LoadedLanguageModel
-from models.prefix_scoring import shares_prefixes
 from models.generation import CompletionTracker, decode_step, prefill
 from models.next_token import NextTokenScores
+from models.prefix_scoring import shares_prefixes
 from models.sampling import BatchSampler, InvalidParameter
 
 logger = logging.getLogger(__name__)

@@ -39,13 +39,13 @@ from app.engine.base import (
 )
 from app.engine.messages import (
     Abort,
-    LoadModels,
-    ModelsLoaded,
     CaptionJob,
     ChoiceFinished,
     GenerateJob,
     JobError,
     JobResult,
+    LoadModels,
+    ModelsLoaded,
     PromptInfo,
     Ready,
     ScoreJob,
@@ -125,6 +125,10 @@ class WorkerPool:
                 return True
             await asyncio.sleep(0.05)
         return False
+
+    def load_failures(self) -> dict[str, str]:
+        """Models some worker could not load (model id -> why)."""
+        return {model_id: why for handle in self.workers.values() for model_id, why in handle.failures.items()}
 
     async def stop(self) -> None:
         if self._monitor:

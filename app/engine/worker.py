@@ -18,11 +18,21 @@ from pathlib import Path
 import torch
 
 from app.engine.batcher import ContinuousBatcher, run_score_batch
-from app.engine.lm_tasks import TokenLimits
 from app.engine.caption_tasks import run_caption_batch
-from app.engine.messages import (Abort, CaptionJob, GenerateJob, JobError, LoadModels, ModelsLoaded, Ready, ScoreJob, Shutdown,
-                                 StepReport)
-from models.registry import load_model
+from app.engine.lm_tasks import TokenLimits
+from app.engine.messages import (
+    Abort,
+    CaptionJob,
+    GenerateJob,
+    JobError,
+    LoadModels,
+    ModelsLoaded,
+    Ready,
+    ScoreJob,
+    Shutdown,
+    StepReport,
+)
+from models.registry import CAPTION, GENERATE, can, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +106,7 @@ class WorkerLoop:
         self.batchers = {
             model_id: ContinuousBatcher(loaded, self.config.max_batch_size, self.config.limits)
             for model_id, loaded in self.models.items()
-            if loaded.model_type == "rnn_lm"
+            if can(loaded.model_type, GENERATE)
         }
         self.outbox.put(Ready(self.config.worker_id, sorted(self.models), self.config.device, failures))
         while True:
@@ -148,7 +158,7 @@ class WorkerLoop:
             self.score_jobs.append(message)
         elif isinstance(message, CaptionJob):
             loaded = self.models.get(message.request.model_id)
-            if loaded is None or loaded.model_type != "captioner":
+            if loaded is None or not can(loaded.model_type, CAPTION):
                 self.emit(JobError(message.request_id, "failed", f"captioner {message.request.model_id!r} is not loaded on this worker"))
                 return
             if not self.caption_jobs:
@@ -176,7 +186,7 @@ class WorkerLoop:
             del self.models[model_id]
         for model_id, model in loaded.items():
             self.models[model_id] = model
-            if model.model_type == "rnn_lm":
+            if can(model.model_type, GENERATE):
                 self.batchers[model_id] = ContinuousBatcher(model, self.config.max_batch_size, self.config.limits)
         self.emit(ModelsLoaded(message.request_id, self.config.worker_id, sorted(self.models), failures))
 

@@ -14,6 +14,7 @@ from app.errors import ApiError
 from app.images import decode_upload
 from app.schemas import CaptionResponse
 from models.captioning.images import image_tensor
+from models.registry import CAPTION
 from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
 
 router = APIRouter(tags=["caption"])
@@ -50,7 +51,7 @@ async def caption(
         raise ApiError(422, "n cannot exceed beam_size (beam search returns its n best captions)", "n")
     if strategy == "argmax" and n > 1:
         raise ApiError(422, "argmax gives one caption; for several use beam (its n best) or top_k/multinomial (n samples)", "n")
-    info = store.resolve(model, "captioner")
+    info = store.resolve(model, CAPTION)
     data = await image.read()
     picture = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels)
     size = int(info.extra.get("image_size", 224))

@@ -18,8 +18,15 @@ from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput, GenerateOutput, ScoredText, ScoreInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
 from app.errors import ApiError
-from app.openai_schemas import CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, CompletionUsage
+from app.openai_schemas import (
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionUsage,
+)
 from app.sse import event_stream, open_stream, sse
+from models.registry import GENERATE
 
 router = APIRouter(tags=["openai"])
 
@@ -72,7 +79,7 @@ def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent
 )
 async def completions(body: CompletionRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
     check_limits(body, settings)
-    info = store.resolve(body.model, "language_model")
+    info = store.resolve(body.model, GENERATE)
     params = body.to_sampling_params()
     prompts = body.prompts()
     response_id = f"cmpl-{uuid.uuid4().hex}"

@@ -13,6 +13,7 @@ from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
 from app.errors import ApiError
 from app.schemas import GenerateChoice, GenerateRequest, GenerateResponse, Usage
 from app.sse import event_stream, open_stream, sse
+from models.registry import GENERATE
 
 router = APIRouter(tags=["generate"])
 
@@ -35,7 +36,7 @@ def check_limits(body: GenerateRequest, settings) -> None:
 )
 async def generate(body: GenerateRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
     check_limits(body, settings)
-    info = store.resolve(body.model, "language_model")
+    info = store.resolve(body.model, GENERATE)
     params = body.to_sampling_params()
     request = GenerateInput(info.model_id, body.prompt, params)
     response_id = f"gen-{uuid.uuid4().hex}"

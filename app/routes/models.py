@@ -54,10 +54,7 @@ async def reload_models(request: Request, settings: SettingsDep, store: StoreDep
         old = state.store
         fresh = await asyncio.to_thread(discover_models, settings)
         worker_failures = await engine.load_models(fresh.paths(), {m: i.revision for m, i in fresh.models.items()})
-        for model_id, why in worker_failures.items():
-            fresh.models.pop(model_id, None)
-            fresh.failures[model_id] = why
-        fresh.choose_defaults(default_preferences(settings))
+        fresh.drop_failed(worker_failures, default_preferences(settings))
         state.store = fresh
     added = sorted(set(fresh.models) - set(old.models))
     removed = sorted(set(old.models) - set(fresh.models))

@@ -13,6 +13,7 @@ from app.errors import ApiError
 from app.rescore_schemas import RescoreRequest, RescoreResponse
 from app.schemas import WeightedModel
 from app.scoring_requests import check_interpolation, mix_results, score_texts
+from models.registry import SCORE
 from models.rescoring import RescoringWeights, rescore_list
 
 router = APIRouter(tags=["score"])
@@ -42,8 +43,8 @@ def check_limits(body: RescoreRequest, settings) -> None:
 @router.post("/v1/rescore", response_model=RescoreResponse)
 async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
     check_limits(body, settings)
-    requested = body.models or [WeightedModel(model=store.resolve(None, "language_model").model_id, weight=1.0)]
-    infos = [store.resolve(m.model, "language_model", param=f"models.{i}.model", also=("ngram",)) for i, m in enumerate(requested)]
+    requested = body.models or [WeightedModel(model=store.resolve(None, SCORE).model_id, weight=1.0)]
+    infos = [store.resolve(m.model, SCORE, param=f"models.{i}.model") for i, m in enumerate(requested)]
     texts = [h.text for u in body.utterances for h in u.hypotheses]
     contexts = [u.context for u in body.utterances for _ in u.hypotheses]
     linear = body.interpolation == "linear"

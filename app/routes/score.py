@@ -12,6 +12,7 @@ from app.engine.base import ScoreInput
 from app.errors import ApiError
 from app.schemas import ScoreRequest, ScoreResponse, ScoreResult
 from app.scoring_requests import check_interpolation, mix_results, score_texts
+from models.registry import SCORE
 from models.scoring import rank
 
 router = APIRouter(tags=["score"])
@@ -40,7 +41,7 @@ async def score(body: ScoreRequest, settings: SettingsDep, store: StoreDep, engi
     if body.interpolation is not None:
         raise ApiError(422, "interpolation mixes `models`: give them instead of `model`", "interpolation")
     # An n-gram model scores too (speech recognisers rescore n-best lists with one).
-    loaded = store.resolve(body.model, "language_model", also=("ngram",))
+    loaded = store.resolve(body.model, SCORE)
     request = ScoreInput(loaded.model_id, body.texts, body.tokens, body.add_bos, body.add_eos, body.unknown_words)
 
     async def compute() -> dict:
@@ -59,7 +60,7 @@ async def score_interpolated(body: ScoreRequest, settings, store, engine, cache)
         raise ApiError(422, "several models mix per token: set interpolation to 'linear' (or use /v1/rescore to combine them log-linearly)", "interpolation")
     if body.texts is None:
         raise ApiError(422, "mixed models score `texts` (each model tokenizes them itself)", "tokens")
-    infos = [store.resolve(m.model, "language_model", param=f"models.{i}.model", also=("ngram",)) for i, m in enumerate(body.models)]
+    infos = [store.resolve(m.model, SCORE, param=f"models.{i}.model") for i, m in enumerate(body.models)]
     weights = [m.weight for m in body.models]
     check_interpolation(infos, weights)
 

@@ -17,8 +17,15 @@ from torch import nn
 from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
 from models.captioning.encoders import EncoderConfig, ImageEncoder, build_encoder
 from models.checkpoint import (
-    FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, load_weights, read_config,
-    save_weights, write_model_directory,
+    FORMAT_VERSION,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_weights,
+    model_revision,
+    read_config,
+    save_weights,
+    write_model_directory,
 )
 from models.loaded import LoadedModel
 from models.rnn_lm import count_parameters
@@ -91,5 +98,5 @@ def load_captioner(directory: str | Path, device: str | torch.device = "cpu") ->
     load_weights(model if in_checkpoint else model.decoder, directory / WEIGHTS_FILE)
     model.to(device).eval()
     return LoadedCaptioner(directory.name, model, vocab, make_tokenizer(TokenizerConfig.from_json(config.get("tokenizer", CAPTION_TOKENIZER.to_json())), directory),
-                           config, file_sha256(directory / WEIGHTS_FILE), directory)
+                           config, model_revision(directory), directory)
 

@@ -9,7 +9,6 @@ import torch
 from models.captioning.decoder import CaptionDecoder
 from models.sampling import BatchSampler, SamplingParams
 
-
 # Beam search ranks captions by logprob / length ** LENGTH_ALPHA (length counts the end token
 # when the caption has one), so longer captions are not penalised for every extra word.
 LENGTH_ALPHA = 0.7

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.tokenizers.base import (CONTEXT_TOKENS, QUOTE, Tokenizer, TokenizerConfig, context_window,
-                                    current_line)
+from models.tokenizers.base import CONTEXT_TOKENS, QUOTE, Tokenizer, TokenizerConfig, context_window, current_line
 from models.tokenizers.characters import CharTokenizer
 from models.tokenizers.pieces import SentencePieceTokenizer
 from models.tokenizers.words import WordTokenizer, split_sentences, use_nltk_data

@@ -13,7 +13,7 @@ from pathlib import Path
 import sentencepiece
 
 from models.tokenizers.base import Tokenizer, TokenizerConfig, split_lines
-from models.vocab import EOS, PAD, UNK, BOS
+from models.vocab import BOS, EOS, PAD, UNK
 
 PIECE_MODEL_FILE = "tokenizer.model"
 WORD_START = "\u2581"  # "▁": a piece that begins a word (SentencePiece's space marker)

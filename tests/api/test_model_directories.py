@@ -99,3 +99,46 @@ def test_reload_needs_a_key_when_keys_are_set(make_client):
     client = make_client(api_keys="secret")
     assert client.post("/v1/models/reload").status_code == 401
     assert client.post("/v1/models/reload", headers={"Authorization": "Bearer secret"}).status_code == 200
+
+
+def test_the_catalogue_reads_files_and_builds_no_network(monkeypatch, tiny_models_dir, tiny_ngram_path):
+    """The HTTP process describes models from config.json and vocab.json; only the workers
+    build networks."""
+    from app.model_store import ModelStore
+    from models.rnn_lm import RNNLanguageModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the catalogue built a network")
+
+    monkeypatch.setattr(RNNLanguageModel, "__init__", refuse)
+    store = ModelStore.discover([tiny_models_dir, tiny_ngram_path.parent], {"language_model": None})
+    assert not store.failures
+    word, ngram = store.models["tiny-word-lstm"], store.models[tiny_ngram_path.name]
+    assert word.tasks == {"generate", "score"} and ngram.tasks == {"score"}
+    assert word.level == "word" and word.parameters > 0 and "valid_ppl" in word.metrics
+
+
+def test_weights_that_do_not_fit_leave_the_catalogue_when_the_workers_fail_on_them(make_client, copy_of_models):
+    """A directory whose files look right but whose weights do not match its architecture: the
+    workers cannot load it, so it is dropped and reported, and the others serve."""
+    import json
+    import shutil
+
+    shutil.copytree(copy_of_models / "tiny-word-lstm", copy_of_models / "broken")
+    config_path = copy_of_models / "broken" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["architecture"]["hidden_dim"] += 8
+    config_path.write_text(json.dumps(config))
+    client = make_client(models_dir=copy_of_models, startup_timeout_s=60)
+    ready = client.get("/readyz").json()
+    assert ready["models"] == ["tiny-word-lstm"] and "do not match" in ready["failed_models"]["broken"]
+    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["tiny-word-lstm"]
+    response = client.post("/v1/generate", json={"model": "broken", "prompt": "the cat", "max_tokens": 3})
+    assert response.status_code == 404
+
+
+def test_a_model_that_cannot_do_the_task_is_named_with_what_can(make_client, tiny_models_dir, tiny_ngram_path):
+    client = make_client(models_dir=tiny_ngram_path.parent)
+    response = client.post("/v1/generate", json={"model": tiny_ngram_path.name, "prompt": "the cat"})
+    assert response.status_code == 422
+    assert "cannot generate" in response.text
