@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.engine.base import EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
+from app.engine.base import DuplicateRequestId, EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
 from models.sampling import InvalidParameter
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ async def _engine_error(request: Request, error: EngineError) -> JSONResponse:
         return error_response(504, str(error))
     if isinstance(error, EngineUnavailable):
         return error_response(503, str(error), headers={"Retry-After": "1"})
+    if isinstance(error, DuplicateRequestId):
+        return error_response(409, str(error))
     return error_response(503, str(error))
 
 

@@ -5,14 +5,26 @@ Nothing reads these at import time: `create_app(settings)` receives one instance
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.registry import CAPTION, SCORE
+
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS_DIR = REPOSITORY_ROOT / "weights"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a dynamically batched task batches: it runs once `max_items` items wait, or once
+    its oldest job has waited `max_wait_s`."""
+
+    max_items: int
+    max_wait_s: float
 
 
 class Settings(BaseSettings):
@@ -51,6 +63,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(128, ge=1, description="live sequences per generation step")
     score_max_batch_size: int = Field(64, ge=1, description="sequences per scoring batch")
     score_max_wait_ms: float = Field(5.0, ge=0, description="how long a score request may wait for others to batch with")
+    caption_max_batch_size: int = Field(64, ge=1, description="images per caption batch (one encoder pass)")
+    caption_max_wait_ms: float = Field(5.0, ge=0, description="how long a caption request may wait for others to batch with")
     max_in_flight_per_worker: int = Field(512, ge=1, description="requests a worker may hold; beyond that 429")
     startup_timeout_s: float = 120.0
 
@@ -72,6 +86,11 @@ class Settings(BaseSettings):
         """Where models are looked for, in order: the user's directories, then the shipped ones."""
         listed = [Path(part) for part in str(self.models_dir).split(os.pathsep) if part] if self.models_dir else []
         return listed + ([SHIPPED_MODELS_DIR] if self.serve_shipped_models else [])
+
+    def batching(self) -> dict[str, BatchSettings]:
+        """Each dynamically batched task's batch size and wait."""
+        return {SCORE: BatchSettings(self.score_max_batch_size, self.score_max_wait_ms / 1000),
+                CAPTION: BatchSettings(self.caption_max_batch_size, self.caption_max_wait_ms / 1000)}
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())

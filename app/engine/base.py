@@ -84,17 +84,22 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def generate(self, request: GenerateInput, logprobs: int | None = None) -> GenerateOutput: ...
+    # Every request may carry the caller's own id (unique among the requests in flight; one is
+    # made when none is given): `abort(request_id)` stops it, and its awaiting caller gets
+    # RequestAborted.
+    async def generate(self, request: GenerateInput, logprobs: int | None = None, request_id: str | None = None) -> GenerateOutput: ...
 
-    def generate_stream(self, request: GenerateInput, logprobs: int | None = None, stream: bool = True) -> AsyncIterator[object]:
+    def generate_stream(self, request: GenerateInput, logprobs: int | None = None, stream: bool = True,
+                        request_id: str | None = None) -> AsyncIterator[object]:
         """PromptInfo, then a TokenEvent per token and a ChoiceFinished per choice."""
 
-    async def score(self, request: ScoreInput) -> list[ScoredText]: ...
+    async def score(self, request: ScoreInput, request_id: str | None = None) -> list[ScoredText]: ...
 
-    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float, bool]]:
+    async def caption(self, request: CaptionInput, request_id: str | None = None) -> list[tuple[str, float, float, bool]]:
         """(text, logprob, ranking score, finished) per caption, best first."""
 
-    async def abort(self, request_id: str) -> None: ...
+    async def abort(self, request_id: str) -> bool:
+        """Stop a request in flight; False when no such request is in flight."""
 
     async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
         """Serve these model directories from now on; returns the models that failed to load."""
@@ -116,6 +121,14 @@ class EngineOverloaded(EngineError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RequestAborted(EngineError):
+    """The caller aborted the request (`Engine.abort`)."""
+
+
+class DuplicateRequestId(EngineError):
+    """A request id that is already in flight (409)."""
 
 
 class EngineUnavailable(EngineError):

@@ -115,7 +115,9 @@ class StepReport:
     """One worker step's events, sent as one message to keep IPC cheap."""
 
     events: list = field(default_factory=list)
-    generation_batch_sizes: list[int] = field(default_factory=list)
-    score_batch_sizes: list[int] = field(default_factory=list)
-    caption_batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: dict[str, list[int]] = field(default_factory=dict)  # task -> sizes of the batches it ran
+
+    def add_batch_sizes(self, task: str, sizes: list[int]) -> None:
+        if sizes:
+            self.batch_sizes.setdefault(task, []).extend(sizes)
     live_rows: int = 0  # sequences in the worker's slot tables after this step

@@ -27,6 +27,7 @@ import torch
 from app.engine.base import (
     CaptionInput,
     Choice,
+    DuplicateRequestId,
     EngineError,
     EngineHealth,
     EngineOverloaded,
@@ -34,6 +35,7 @@ from app.engine.base import (
     EngineUnavailable,
     GenerateInput,
     GenerateOutput,
+    RequestAborted,
     ScoredText,
     ScoreInput,
 )
@@ -224,12 +226,9 @@ class WorkerPool:
             return
         if isinstance(message, StepReport):
             handle.live_rows = message.live_rows
-            for size in message.generation_batch_sizes:
-                self.metrics.batch_size.labels("generate").observe(size)
-            for size in message.score_batch_sizes:
-                self.metrics.batch_size.labels("score").observe(size)
-            for size in message.caption_batch_sizes:
-                self.metrics.batch_size.labels("caption").observe(size)
+            for task, sizes in message.batch_sizes.items():
+                for size in sizes:
+                    self.metrics.batch_size.labels(task).observe(size)
             for event in message.events:
                 request = self.requests.get(event.request_id)
                 if request is not None and not request.done:
@@ -244,6 +243,8 @@ class WorkerPool:
         ready = [w for w in self.workers.values() if w.ready and w.alive()]
         if not ready:
             raise EngineUnavailable("no worker is ready")
+        if job.request_id in self.requests:
+            raise DuplicateRequestId(f"request id {job.request_id!r} is already in flight")
         handle = min(ready, key=lambda w: len(w.in_flight))
         if len(handle.in_flight) >= self.max_in_flight:
             raise EngineOverloaded("all workers are at their queue limit; retry shortly", retry_after=1)
@@ -284,11 +285,12 @@ class WorkerPool:
         return event
 
     # Engine interface -------------------------------------------------------------------
-    async def generate_stream(self, request: GenerateInput, logprobs: int | None = None, stream: bool = True) -> AsyncIterator[object]:
+    async def generate_stream(self, request: GenerateInput, logprobs: int | None = None, stream: bool = True,
+                              request_id: str | None = None) -> AsyncIterator[object]:
         """Yields PromptInfo, then TokenEvents (when streaming or asked for logprobs) and each
         choice's ChoiceFinished as they happen."""
         deadline = time.monotonic() + self.timeout_s
-        job = GenerateJob(f"gen-{uuid.uuid4().hex}", request.model_id, request.prompt, request.params, logprobs, stream)
+        job = GenerateJob(request_id or f"gen-{uuid.uuid4().hex}", request.model_id, request.prompt, request.params, logprobs, stream)
         pending = self._submit(job)
         unfinished = len(request.params)
         try:
@@ -306,11 +308,11 @@ class WorkerPool:
         finally:
             self._release(pending)
 
-    async def generate(self, request: GenerateInput, logprobs: int | None = None) -> GenerateOutput:
+    async def generate(self, request: GenerateInput, logprobs: int | None = None, request_id: str | None = None) -> GenerateOutput:
         choices: list[Choice | None] = [None] * len(request.params)
         prompt_tokens = 0
         token_logprobs: dict[int, list[TokenEvent]] = {}
-        async for event in self.generate_stream(request, logprobs, stream=False):
+        async for event in self.generate_stream(request, logprobs, stream=False, request_id=request_id):
             if isinstance(event, PromptInfo):
                 prompt_tokens = event.prompt_tokens
             elif isinstance(event, TokenEvent):
@@ -319,11 +321,11 @@ class WorkerPool:
                 choices[event.choice] = Choice(event.text, event.tokens, event.finish_reason)
         return GenerateOutput(choices=choices, prompt_tokens=prompt_tokens, token_events=token_logprobs)
 
-    async def score(self, request: ScoreInput) -> list[ScoredText]:
-        return await self._single_result(ScoreJob(f"score-{uuid.uuid4().hex}", request))
+    async def score(self, request: ScoreInput, request_id: str | None = None) -> list[ScoredText]:
+        return await self._single_result(ScoreJob(request_id or f"score-{uuid.uuid4().hex}", request))
 
-    async def caption(self, request: CaptionInput) -> list[tuple[str, float, float, bool]]:
-        return await self._single_result(CaptionJob(f"caption-{uuid.uuid4().hex}", request))
+    async def caption(self, request: CaptionInput, request_id: str | None = None) -> list[tuple[str, float, float, bool]]:
+        return await self._single_result(CaptionJob(request_id or f"caption-{uuid.uuid4().hex}", request))
 
     async def _single_result(self, job):
         deadline = time.monotonic() + self.timeout_s
@@ -337,10 +339,13 @@ class WorkerPool:
         finally:
             self._release(pending)
 
-    async def abort(self, request_id: str) -> None:
+    async def abort(self, request_id: str) -> bool:
         request = self.requests.get(request_id)
-        if request is not None:
-            self._release(request)
+        if request is None:
+            return False
+        self._fail(request, RequestAborted(f"request {request_id!r} was aborted"))
+        self._release(request)  # the worker drops its rows and queued jobs at its next step
+        return True
 
     async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
         """Make every worker serve `paths` (a reload); returns the models some worker could not

@@ -1,8 +1,8 @@
 """A worker: owns one device, loads every model onto it and runs the batching loop.
 
 The loop alternates between reading its inbox (new jobs, aborts) and doing one unit of work:
-a dynamic score batch when one is due, then one continuous-batching step per model with live
-sequences. Events of a step travel back as one message. The same loop runs in a child
+each task's dynamic batch when it is due (`app.engine.tasks`), then one continuous-batching step
+per model with live sequences. Events of a step travel back as one message. The same loop runs in a child
 process (the default: a crash cannot take the server down, and the pool restarts it) or in a
 thread (`worker_mode="thread"`, for embedding).
 """
@@ -17,22 +17,12 @@ from pathlib import Path
 
 import torch
 
-from app.engine.batcher import ContinuousBatcher, run_score_batch
-from app.engine.caption_tasks import run_caption_batch
+from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
-from app.engine.messages import (
-    Abort,
-    CaptionJob,
-    GenerateJob,
-    JobError,
-    LoadModels,
-    ModelsLoaded,
-    Ready,
-    ScoreJob,
-    Shutdown,
-    StepReport,
-)
-from models.registry import CAPTION, GENERATE, can, load_model
+from app.engine.messages import Abort, GenerateJob, JobError, LoadModels, ModelsLoaded, Ready, Shutdown, StepReport
+from app.engine.tasks import DYNAMIC_TASKS, JOB_TASKS, DynamicBatch
+from app.settings import BatchSettings
+from models.registry import GENERATE, can, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +32,8 @@ class WorkerConfig:
     worker_id: int
     model_paths: dict[str, Path]
     device: str
-    max_batch_size: int
-    score_max_batch_size: int
-    score_max_wait_s: float
+    max_batch_size: int  # live sequences per generation step
+    batching: dict[str, BatchSettings]  # per dynamic task (models.registry's task names)
     limits: TokenLimits
     threads: int | None = None
 
@@ -73,10 +62,7 @@ class WorkerLoop:
         self.parent_pid = parent_pid
         self.models: dict = {}
         self.batchers: dict[str, ContinuousBatcher] = {}
-        self.score_jobs: list[ScoreJob] = []
-        self.score_since: float | None = None
-        self.caption_jobs: list[CaptionJob] = []
-        self.caption_since: float | None = None
+        self.batches = {task.job_type: DynamicBatch(task, config.batching[task.name]) for task in DYNAMIC_TASKS.values()}
         self.report = StepReport()
         self.last_flush = 0.0
         # Batchers of replaced model revisions: they finish their live sequences, then go.
@@ -90,7 +76,7 @@ class WorkerLoop:
         batch sizes for the metrics waits (up to STATS_INTERVAL_S) to go with a later one, so a
         step that finished nothing costs no message, no pickling and no wake-up of the server."""
         report = self.report
-        if not (report.events or report.generation_batch_sizes or report.score_batch_sizes or report.caption_batch_sizes):
+        if not (report.events or report.batch_sizes):
             return
         now = time.monotonic()
         if report.events or now - self.last_flush >= STATS_INTERVAL_S or not self.generating():
@@ -123,8 +109,7 @@ class WorkerLoop:
         batch window closes while scores wait, a short poll otherwise."""
         if self.generating():
             return None
-        deadlines = [since + self.config.score_max_wait_s for jobs, since in
-                     ((self.score_jobs, self.score_since), (self.caption_jobs, self.caption_since)) if jobs]
+        deadlines = [d for d in (batch.deadline() for batch in self.batches.values()) if d is not None]
         if deadlines:
             return max(0.0, min(deadlines) - time.monotonic())
         return 0.05
@@ -143,30 +128,19 @@ class WorkerLoop:
             self.handle(message)
 
     def handle(self, message) -> None:
-        if isinstance(message, GenerateJob):
-            batcher = self.batchers.get(message.model_id)
-            if batcher is None:
-                self.emit(JobError(message.request_id, "failed", f"model {message.model_id!r} is not loaded on this worker"))
+        task = JOB_TASKS.get(type(message))
+        if task is not None:
+            model_id = message.model_id if isinstance(message, GenerateJob) else message.request.model_id
+            loaded = self.models.get(model_id)
+            if loaded is None or not can(loaded.model_type, task):
+                self.emit(JobError(message.request_id, "failed", f"no model {model_id!r} that can {task} is loaded on this worker"))
+            elif isinstance(message, GenerateJob):
+                self.batchers[model_id].submit(message, self.emit)
             else:
-                batcher.submit(message, self.emit)
-        elif isinstance(message, ScoreJob):
-            if message.request.model_id not in self.models:
-                self.emit(JobError(message.request_id, "failed", f"model {message.request.model_id!r} is not loaded on this worker"))
-                return
-            if not self.score_jobs:
-                self.score_since = time.monotonic()
-            self.score_jobs.append(message)
-        elif isinstance(message, CaptionJob):
-            loaded = self.models.get(message.request.model_id)
-            if loaded is None or not can(loaded.model_type, CAPTION):
-                self.emit(JobError(message.request_id, "failed", f"captioner {message.request.model_id!r} is not loaded on this worker"))
-                return
-            if not self.caption_jobs:
-                self.caption_since = time.monotonic()
-            self.caption_jobs.append(message)
+                self.batches[type(message)].add(message)
         elif isinstance(message, Abort):
-            self.score_jobs = [job for job in self.score_jobs if job.request_id != message.request_id]
-            self.caption_jobs = [job for job in self.caption_jobs if job.request_id != message.request_id]
+            for batch in self.batches.values():
+                batch.abort(message.request_id)
             for batcher in (*self.batchers.values(), *self.retired):
                 batcher.abort(message.request_id)
         elif isinstance(message, LoadModels):
@@ -190,33 +164,16 @@ class WorkerLoop:
                 self.batchers[model_id] = ContinuousBatcher(model, self.config.max_batch_size, self.config.limits)
         self.emit(ModelsLoaded(message.request_id, self.config.worker_id, sorted(self.models), failures))
 
-    def score_due(self) -> bool:
-        if not self.score_jobs:
-            return False
-        waiting = sum(len(job.request.texts or job.request.tokens or []) for job in self.score_jobs)
-        waited = time.monotonic() - self.score_since
-        return waiting >= self.config.score_max_batch_size or waited >= self.config.score_max_wait_s
-
-    def captions_due(self) -> bool:
-        if not self.caption_jobs:
-            return False
-        return len(self.caption_jobs) >= self.config.score_max_batch_size or time.monotonic() - self.caption_since >= self.config.score_max_wait_s
-
     def work(self, flush_batches: bool = False) -> None:
-        if self.caption_jobs and (flush_batches or self.captions_due()):
-            jobs, self.caption_jobs = self.caption_jobs, []
-            self.report.caption_batch_sizes += run_caption_batch(self.models, jobs, self.emit)
-        if self.score_jobs and (flush_batches or self.score_due()):
-            jobs, self.score_jobs = self.score_jobs, []
-            self.report.score_batch_sizes += run_score_batch(
-                self.models, jobs, self.config.limits, self.config.score_max_batch_size, self.emit
-            )
+        for batch in self.batches.values():
+            if flush_batches or batch.due():
+                self.report.add_batch_sizes(batch.task.name, batch.run(self.models, self.emit, self.config))
         if flush_batches:
             return
         for batcher in (*self.batchers.values(), *self.retired):
             size = batcher.step(self.emit)
             if size:
-                self.report.generation_batch_sizes.append(size)
+                self.report.add_batch_sizes(GENERATE, [size])
         self.retired = [batcher for batcher in self.retired if batcher.busy]
 
 
