@@ -24,7 +24,7 @@ import torch
 from litserve.loops.continuous_batching_loop import ContinuousBatchingLoop, Output
 from litserve.utils import LitAPIStatus
 
-from models.generation import CompletionTracker, decode_step, generate, prefill
+from models.generation import CompletionTracker, GenerationBatch, generate
 from models.registry import load_model
 from models.sampling import BatchSampler, SamplingParams
 
@@ -77,7 +77,7 @@ class ContinuousGeneration(ls.LitAPI):
         self.pending: list[tuple[str, dict]] = []
         self.uids: list[str] = []
         self.trackers: list[CompletionTracker] = []
-        self.state = self.scores = self.sampler = None
+        self.batch: GenerationBatch | None = None
         if self.threads:
             torch.set_num_threads(self.threads)
         self.loaded = load_model(self.model_dir, "cpu" if device == "cpu" else device)
@@ -98,14 +98,10 @@ class ContinuousGeneration(ls.LitAPI):
     def _join(self, newcomers: list[tuple[str, dict]]) -> None:
         loaded = self.loaded
         decoded = [decode(loaded, request) for _, request in newcomers]
-        scores, state = prefill(loaded.model, [prompt for prompt, _ in decoded])
         sampler = BatchSampler([params for _, params in decoded], len(loaded.vocab), loaded.vocab.unk_id, loaded.vocab.eos_id, self.device)
+        batch = GenerationBatch.prefilled(loaded.model, [prompt for prompt, _ in decoded], sampler)
         trackers = [CompletionTracker(params, loaded.vocab, loaded.tokenizer, context=loaded.vocab.decode(prompt)) for prompt, params in decoded]
-        if self.uids:
-            scores = self.scores.concatenate(scores)
-            state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
-            sampler = self.sampler.concatenate(sampler)
-        self.scores, self.state, self.sampler = scores, state, sampler
+        self.batch = self.batch.concatenate(batch) if self.uids else batch
         self.uids += [uid for uid, _ in newcomers]
         self.trackers += trackers
 
@@ -118,7 +114,7 @@ class ContinuousGeneration(ls.LitAPI):
         if not self.uids:
             return []
         generated = torch.tensor([len(t.completion.token_ids) for t in self.trackers], device=self.device)
-        chosen = self.sampler.choose(self.scores, generated)
+        chosen = self.batch.choose(generated)
         outputs, keep = [], []
         for row, (uid, tracker, token) in enumerate(zip(self.uids, self.trackers, chosen.tolist())):
             event = {"text": tracker.add(token)}
@@ -130,14 +126,12 @@ class ContinuousGeneration(ls.LitAPI):
             else:
                 keep.append(row)
         if len(keep) < len(self.uids):
-            index = torch.tensor(keep, dtype=torch.long, device=self.device)
             self.uids = [self.uids[i] for i in keep]
             self.trackers = [self.trackers[i] for i in keep]
-            self.state = tuple(s[:, index] for s in self.state)
-            self.sampler = self.sampler.filter(keep) if keep else None
-            chosen = chosen[index]
+            self.batch = self.batch.filter(keep) if keep else None
+            chosen = chosen[torch.tensor(keep, dtype=torch.long, device=self.device)]
         if self.uids:
-            self.scores, self.state = decode_step(self.loaded.model, chosen, self.state)
+            self.batch.advance(chosen)
         return outputs
 
     def encode_response(self, output):

@@ -1,8 +1,10 @@
 """Batched autoregressive generation on top of the model's explicit state.
 
 `prefill` runs prompts of different lengths in one packed call; `decode_step` advances every
-live row by one token. The simple `generate` loop below drives both; the serving engine's
-continuous batcher uses the same two functions with rows joining and leaving between steps.
+live row by one token. A `GenerationBatch` holds the live rows (state, next-token scores,
+sampler: rows are the batch dimension of each) with `filter` and `concatenate` for rows that
+leave and join; the simple `generate` loop below drives it, and so does the serving engine's
+continuous batcher, with rows joining and leaving between steps.
 """
 from __future__ import annotations
 
@@ -39,6 +41,53 @@ def decode_step(model: RNNLanguageModel, tokens: torch.Tensor, state: State) -> 
     sampler reads it (for an adaptive head, often only its head)."""
     hidden, state = model.step_hidden(tokens, state)
     return NextTokenScores(model, hidden), state
+
+
+@dataclass
+class GenerationBatch:
+    """The live rows of a generation: their recurrent state (a tuple of (layers, B, H) tensors),
+    next-token scores and sampler, row i of each belonging to the same sequence."""
+
+    model: RNNLanguageModel
+    state: State
+    scores: NextTokenScores
+    sampler: BatchSampler
+
+    @classmethod
+    def prefilled(cls, model: RNNLanguageModel, prompts: list[list[int]], sampler: BatchSampler) -> "GenerationBatch":
+        """Rows that start after their whole prompts (run in one packed call)."""
+        scores, state = prefill(model, prompts)
+        return cls(model, state, scores, sampler)
+
+    @classmethod
+    def from_zero_state(cls, model: RNNLanguageModel, rows: int, sampler: BatchSampler, width: int) -> "GenerationBatch":
+        """Rows at the model's initial state, their prompts yet to be fed through decode steps
+        (their first scores are read by no one)."""
+        device = model.embedding.weight.device
+        hidden = torch.zeros(rows, width, device=device)
+        return cls(model, model.init_state(rows, device), NextTokenScores(model, hidden), sampler)
+
+    def __len__(self) -> int:
+        return self.scores.hidden.size(0)
+
+    def choose(self, generated: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per row from its next-token scores (rows not `active` choose nothing)."""
+        return self.sampler.choose(self.scores, generated, active)
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        """Feed one token per row: the state and the scores move one step."""
+        self.scores, self.state = decode_step(self.model, tokens, self.state)
+
+    def filter(self, keep: list[int]) -> "GenerationBatch":
+        """The rows `keep`, in that order (rows leave)."""
+        index = torch.tensor(keep, device=self.scores.hidden.device)
+        return GenerationBatch(self.model, tuple(s[:, index] for s in self.state), self.scores.filter(index),
+                               self.sampler.filter(keep))
+
+    def concatenate(self, other: "GenerationBatch") -> "GenerationBatch":
+        """These rows followed by `other`'s (rows join)."""
+        return GenerationBatch(self.model, tuple(torch.cat([a, b], dim=1) for a, b in zip(self.state, other.state)),
+                               self.scores.concatenate(other.scores), self.sampler.concatenate(other.sampler))
 
 
 @dataclass
@@ -179,22 +228,19 @@ def generate(
         return [t.completion for t in trackers]
     device = model.embedding.weight.device
     sampler = BatchSampler([params[r] for r in live], len(vocab), vocab.unk_id, vocab.eos_id, device)
-    logits, state = prefill(model, [prompts[r] for r in live])
+    batch = GenerationBatch.prefilled(model, [prompts[r] for r in live], sampler)
     while live:
         generated = torch.tensor([len(trackers[r].completion.token_ids) for r in live], device=device)
-        chosen = sampler.choose(logits, generated)
+        chosen = batch.choose(generated).tolist()
         keep: list[int] = []
-        for index, (row, token_id) in enumerate(zip(live, chosen.tolist())):
-            trackers[row].add(token_id)
+        for index, row in enumerate(live):
+            trackers[row].add(chosen[index])
             if not trackers[row].finished:
                 keep.append(index)
         if not keep:
             break
         if len(keep) < len(live):
-            sampler = sampler.filter(keep)
-            index_tensor = torch.tensor(keep, device=device)
-            state = tuple(s[:, index_tensor] for s in state)
-            chosen = chosen[index_tensor]
+            batch = batch.filter(keep)
             live = [live[i] for i in keep]
-        logits, state = decode_step(model, chosen.to(device), state)
+        batch.advance(torch.tensor([chosen[i] for i in keep], device=device))
     return [t.completion for t in trackers]

@@ -48,6 +48,10 @@ class NextTokenScores:
             within = adaptive.tail[index](self.hidden[rows].float()).softmax(dim=-1)
         return adaptive.cutoffs[index], within
 
+    def filter(self, keep: torch.Tensor) -> "NextTokenScores":
+        """The rows `keep` (rows leave a batch)."""
+        return NextTokenScores(self.model, self.hidden[keep], None if self._logits is None else self._logits[keep])
+
     def concatenate(self, other: "NextTokenScores") -> "NextTokenScores":
         """These rows followed by `other`'s (rows join a running batch)."""
         logits = torch.cat([self._logits, other._logits]) if self._logits is not None and other._logits is not None else None

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from models.cells import CELLS
 from models.captioning.captioner import Captioner, save_captioner
 from models.captioning.decoder import CaptionDecoderConfig
 from models.captioning.decoding import beam_search
@@ -56,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--embedding-dim", type=int, default=256)
     m.add_argument("--hidden-dim", type=int, default=512)
     m.add_argument("--attention-dim", type=int, default=256, help="0 disables attention")
+    m.add_argument("--cell", choices=list(CELLS), default="lstm", help="the decoder's recurrent cell (models.cells)")
     m.add_argument("--conditioning", choices=["init", "per_step", "both"], default="both")
     m.add_argument("--dropout", type=float, default=0.5)
     o = p.add_argument_group("optimisation")
@@ -136,6 +138,7 @@ class CaptionTrainer:
         self.model = Captioner(self.encoder_config, CaptionDecoderConfig(
             vocab_size=len(self.vocab), feature_dim=self._feature_dim(), embedding_dim=args.embedding_dim,
             hidden_dim=args.hidden_dim, attention_dim=args.attention_dim, conditioning=args.conditioning, dropout=args.dropout,
+            cell=args.cell,
         )).to(self.device)
         # An encoder that starts random must learn (and ships in the checkpoint).
         self.train_encoder = args.fine_tune_encoder or not self.encoder_config.pretrained

@@ -18,8 +18,7 @@ from app.engine.base import ScoredText
 from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
 from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
 from models.checkpoint import LoadedLanguageModel
-from models.generation import CompletionTracker, decode_step, prefill
-from models.next_token import NextTokenScores
+from models.generation import CompletionTracker, GenerationBatch
 from models.prefix_scoring import shares_prefixes
 from models.sampling import BatchSampler, InvalidParameter
 
@@ -66,9 +65,7 @@ class ContinuousBatcher:
         self.device = loaded.model.embedding.weight.device
         self.waiting: deque[Row] = deque()
         self.rows: list[Row] = []
-        self.state: tuple[torch.Tensor, ...] = ()
-        self.scores: NextTokenScores | None = None  # next-token scores of the live rows
-        self.sampler: BatchSampler | None = None
+        self.batch: GenerationBatch | None = None  # row i of the batch is self.rows[i]
 
     @property
     def busy(self) -> bool:
@@ -111,23 +108,20 @@ class ContinuousBatcher:
         fed, packed = [], []
         for row in joining:
             (fed if self.rows and len(row.prompt_ids) <= STEP_PREFILL_MAX_TOKENS else packed).append(row)
+        model = self.loaded.model
         if packed:
-            self._join(packed, *prefill(self.loaded.model, [row.prompt_ids for row in packed]))
+            self._join(packed, GenerationBatch.prefilled(model, [row.prompt_ids for row in packed], self._sampler(packed)))
         if fed:
             for row in fed:
                 row.prompt_left = len(row.prompt_ids)
-            hidden = self.scores.hidden.new_zeros(len(fed), self.scores.hidden.size(1))  # read by no one
-            self._join(fed, NextTokenScores(self.loaded.model, hidden), self.loaded.model.init_state(len(fed), self.device))
+            self._join(fed, GenerationBatch.from_zero_state(model, len(fed), self._sampler(fed), self.batch.scores.hidden.size(1)))
 
-    def _join(self, rows: list[Row], scores: NextTokenScores, state: tuple[torch.Tensor, ...]) -> None:
+    def _sampler(self, rows: list[Row]) -> BatchSampler:
         vocab = self.loaded.vocab
-        sampler = BatchSampler([r.tracker.params for r in rows], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
-        if self.rows:
-            self.scores = self.scores.concatenate(scores)
-            self.state = tuple(torch.cat([old, new], dim=1) for old, new in zip(self.state, state))
-            self.sampler = self.sampler.concatenate(sampler)
-        else:
-            self.scores, self.state, self.sampler = scores, state, sampler
+        return BatchSampler([r.tracker.params for r in rows], len(vocab), vocab.unk_id, vocab.eos_id, self.device)
+
+    def _join(self, rows: list[Row], batch: GenerationBatch) -> None:
+        self.batch = self.batch.concatenate(batch) if self.rows else batch
         self.rows.extend(rows)
 
     def step(self, emit) -> int:
@@ -140,13 +134,13 @@ class ContinuousBatcher:
         generated = torch.tensor([len(r.tracker.completion.token_ids) for r in self.rows], device=self.device)
         raw_logprobs = None
         if any(r.logprobs is not None and r.sampling for r in self.rows):
-            raw_logprobs = self.scores.logits.float().log_softmax(dim=-1).cpu()
+            raw_logprobs = self.batch.scores.logits.float().log_softmax(dim=-1).cpu()
         feeding = [index for index, row in enumerate(self.rows) if not row.sampling]
         active = None
         if feeding:
             active = torch.ones(batch_size, dtype=torch.bool, device=self.device)
             active[feeding] = False
-        chosen = self.sampler.choose(self.scores, generated, active)
+        chosen = self.batch.choose(generated, active)
         tokens = self.loaded.vocab.tokens
         keep: list[int] = []
         now = time.monotonic()
@@ -179,13 +173,10 @@ class ContinuousBatcher:
         if len(keep) < batch_size:
             self.rows = [self.rows[i] for i in keep]
             if not keep:
-                self.scores, self.state, self.sampler = None, (), None
+                self.batch = None
                 return batch_size
-            index_tensor = torch.tensor(keep, device=self.device)
-            self.state = tuple(s[:, index_tensor] for s in self.state)
-            self.sampler = self.sampler.filter(keep)
-        fed_tokens = torch.tensor([inputs[i] for i in keep], device=self.device)
-        self.scores, self.state = decode_step(self.loaded.model, fed_tokens, self.state)
+            self.batch = self.batch.filter(keep)
+        self.batch.advance(torch.tensor([inputs[i] for i in keep], device=self.device))
         return batch_size
 
 

@@ -1,4 +1,5 @@
-"""The recurrent caption decoder: an LSTM that starts from <bos> and writes until <eos>.
+"""The recurrent caption decoder: a recurrent cell (an LSTM by default; any cell of
+`models.cells`) that starts from <bos> and writes until <eos>.
 
 The image conditions it three ways (configurable): as the initial state (h0, c0 from the mean
 feature), through the seed's per-step term (the image vector enters every step's input, i.e.
@@ -13,6 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from models.cells import State, make_cell
+
 
 @dataclass(frozen=True)
 class CaptionDecoderConfig:
@@ -23,6 +26,7 @@ class CaptionDecoderConfig:
     attention_dim: int = 256  # 0: no attention, the image enters as its mean vector
     conditioning: Literal["init", "per_step", "both"] = "both"
     dropout: float = 0.5
+    cell: str = "lstm"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -34,16 +38,20 @@ class CaptionDecoderConfig:
 
 @dataclass
 class DecoderState:
-    h: torch.Tensor  # (B, H)
-    c: torch.Tensor  # (B, H)
+    recurrent: State  # the cell's state, as the language model's: a tuple of (1, B, H) tensors
     features: torch.Tensor  # (B, N, F)
     projected: torch.Tensor | None  # (B, N, A) attention keys, computed once per image
     image: torch.Tensor  # (B, F) mean feature
 
+    @property
+    def h(self) -> torch.Tensor:
+        """(B, H): the cell's output state, which attention reads."""
+        return self.recurrent[0][-1]
+
     def select(self, index: torch.Tensor) -> "DecoderState":
         """Rows `index` (beams are reordered or expanded)."""
         projected = None if self.projected is None else self.projected[index]
-        return DecoderState(self.h[index], self.c[index], self.features[index], projected, self.image[index])
+        return DecoderState(tuple(s[:, index] for s in self.recurrent), self.features[index], projected, self.image[index])
 
 
 class CaptionDecoder(nn.Module):
@@ -65,7 +73,7 @@ class CaptionDecoder(nn.Module):
         elif config.conditioning in ("per_step", "both"):
             self.image_input = nn.Linear(F, E)  # the seed's Wih·v
             input_dim += E
-        self.cell = nn.LSTMCell(input_dim, H)
+        self.cell = make_cell(config.cell, input_dim, H)
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(H, config.vocab_size)
 
@@ -78,7 +86,8 @@ class CaptionDecoder(nn.Module):
         else:
             h = c = features.new_zeros((batch, self.config.hidden_dim))
         projected = self.attention_features(features) if self.config.attention_dim else None
-        return DecoderState(h, c, features, projected, image)
+        recurrent = (h[None], c[None])[: self.cell.num_state_tensors]
+        return DecoderState(recurrent, features, projected, image)
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """tokens (B,) -> logits (B, V), new state, attention weights (B, N) or None."""
@@ -91,9 +100,17 @@ class CaptionDecoder(nn.Module):
             inputs.append(torch.sigmoid(self.gate(state.h)) * context)
         elif self.image_input is not None:
             inputs.append(self.image_input(state.image))
-        h, c = self.cell(torch.cat(inputs, dim=1), (state.h, state.c))
+        h, recurrent = self.cell.step(torch.cat(inputs, dim=1), state.recurrent)
         logits = self.output(self.dropout(h))
-        return logits, DecoderState(h, c, state.features, state.projected, state.image), alpha
+        return logits, DecoderState(recurrent, state.features, state.projected, state.image), alpha
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Decoders saved when the cell was an nn.LSTMCell name its tensors without the layer
+        # suffix the cells of models.cells (nn.LSTM's layout) have.
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if f"{prefix}cell.{name}" in state_dict:
+                state_dict[f"{prefix}cell.{name}_l0"] = state_dict.pop(f"{prefix}cell.{name}")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing: captions (B, T) begin with <bos>; logits (B, T-1, V) predict

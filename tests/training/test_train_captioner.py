@@ -80,3 +80,20 @@ def test_coco_format_is_read_and_trains(tmp_path, shapes_dir):
                   "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "coco-captioner"), "--no-progress"])
     assert "dev_bleu4" in best
     assert load_captioner(tmp_path / "coco-captioner").model.decoder.image_input is not None  # the seed's per-step term
+
+
+@pytest.mark.parametrize("cell", ["gru", "peephole"])
+def test_the_decoder_takes_any_registered_cell(tmp_path, shapes_dir, cell):
+    """`train_captioner --cell` builds the decoder on a cell of models.cells (the state keeps
+    the cell's tuple-of-tensors convention); the export loads and captions by beam search."""
+    from training.train_captioner import main as train
+
+    train(["--data", str(shapes_dir), "--encoder", "small_cnn", "--image-size", "32", "--embedding-dim", "8",
+           "--hidden-dim", "16", "--attention-dim", "8", "--min-count", "1", "--epochs", "1", "--cell", cell,
+           "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "captioner"), "--no-progress"])
+    loaded = load_captioner(tmp_path / "captioner")
+    assert loaded.model.decoder.config.cell == cell
+    pixels = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    captions = beam_search(loaded.model.decoder, loaded.model.encode(pixels), loaded.vocab.bos_id, loaded.vocab.eos_id,
+                           beam_size=2, max_tokens=5)
+    assert captions
