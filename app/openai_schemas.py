@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
+from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_seeds
 
 
 class StreamOptions(BaseModel):
@@ -20,7 +20,7 @@ class CompletionRequest(BaseModel):
     model: StrictStr | None = None
     prompt: StrictStr | list[StrictStr] = Field(description="a string or a list of strings (one choice set each)")
     max_tokens: StrictInt | None = Field(16, ge=0)
-    temperature: float | None = Field(1.0, ge=0, le=2)
+    temperature: float | None = Field(1.0, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(1.0, gt=0, le=1)
     n: StrictInt | None = Field(1, ge=1)
     stream: StrictBool | None = False

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
+from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_seeds
 
 
 class RequestModel(BaseModel):
@@ -18,7 +18,7 @@ class GenerateRequest(RequestModel):
     prompt: StrictStr = Field(min_length=1, description="text to continue")
     max_tokens: StrictInt = Field(64, ge=0, description="tokens to generate at most")
     strategy: Literal["argmax", "top_k", "multinomial"] = "multinomial"
-    temperature: float | None = Field(None, ge=0, le=100, description="divides the logits; 0 means argmax")
+    temperature: float | None = Field(None, ge=0, le=MAX_TEMPERATURE, description="divides the logits; 0 means argmax")
     top_k: StrictInt | None = Field(None, ge=1, description="candidates kept by top_k (default 40)")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling threshold")
     seed: StrictInt | None = Field(None, ge=0, lt=SEED_LIMIT, description="makes sampling reproducible (and cacheable)")

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_score_texts: int = 256
     max_score_tokens: int = 4_096
     max_stop_sequences: int = 8
+    max_caption_tokens: int = Field(64, description="words per caption")
+    max_beam_size: int = Field(16, description="beam width of /v1/caption")
     max_rescore_utterances: int = Field(64, description="utterances per /v1/rescore request")
     max_rescore_hypotheses: int = Field(1000, description="hypotheses per utterance")
     max_rescore_hypotheses_total: int = Field(4096, description="hypotheses per /v1/rescore request")

@@ -26,6 +26,8 @@ class InvalidParameter(ValueError):
 
 
 SEED_LIMIT = 2**63  # seeds are signed 64-bit integers
+# Beyond this a distribution is uniform to float precision; the HTTP schemas use the same bound.
+MAX_TEMPERATURE = 100.0
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class SamplingParams:
             raise InvalidParameter("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)):
             raise InvalidParameter("temperature", "temperature must be a finite number")
-        if not 0 <= self.temperature <= 100:
-            raise InvalidParameter("temperature", "temperature must be between 0 and 100")
+        if not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise InvalidParameter("temperature", f"temperature must be between 0 and {MAX_TEMPERATURE:g}")
         if self.top_k is not None and self.top_k < 1:
             raise InvalidParameter("top_k", "top_k must be at least 1")
         if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):

@@ -15,7 +15,6 @@ from app.engine.messages import CaptionJob, GenerateJob, ScoreJob
 from app.settings import BatchSettings
 from models.registry import CAPTION, GENERATE, SCORE
 
-
 # A batch runner: (models, jobs, emit, worker config) -> the batch sizes it ran.
 Runner = Callable[[dict, list, Callable, object], list[int]]
 

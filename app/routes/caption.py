@@ -12,10 +12,11 @@ from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import CaptionInput
 from app.errors import ApiError
 from app.images import decode_upload
+from app.limits import RequestLimits
 from app.schemas import CaptionResponse
 from models.captioning.images import image_tensor
 from models.registry import CAPTION
-from models.sampling import SEED_LIMIT, SamplingParams, choice_seeds
+from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_seeds
 
 router = APIRouter(tags=["caption"])
 FORM_FIELDS = frozenset({"image", "model", "strategy", "beam_size", "max_tokens", "n", "seed", "temperature", "top_k",
@@ -33,11 +34,11 @@ async def caption(
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, GIF (first frame) or BMP")],
     model: Annotated[str | None, Form()] = None,
     strategy: Annotated[Strategy, Form()] = "beam",
-    beam_size: Annotated[int, Form(ge=1, le=16)] = 3,
-    max_tokens: Annotated[int, Form(ge=1, le=64)] = 20,
+    beam_size: Annotated[int, Form(ge=1)] = 3,
+    max_tokens: Annotated[int, Form(ge=1)] = 20,
     n: Annotated[int, Form(ge=1)] = 1,
     seed: Annotated[int | None, Form(ge=0, lt=SEED_LIMIT)] = None,
-    temperature: Annotated[float, Form(ge=0, le=100, allow_inf_nan=False)] = 1.0,
+    temperature: Annotated[float, Form(ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False)] = 1.0,
     top_k: Annotated[int | None, Form(ge=1)] = None,
     no_repeat_ngram_size: Annotated[int, Form(ge=0, le=8, description="beam: no caption repeats an n-gram this long (0: off)")] = 3,
 ):
@@ -45,12 +46,7 @@ async def caption(
     unknown = sorted(set((await request.form()).keys()) - FORM_FIELDS)
     if unknown:
         raise ApiError(422, f"unknown form field {unknown[0]!r}; the fields are {', '.join(sorted(FORM_FIELDS))}", unknown[0])
-    if n > settings.max_n:
-        raise ApiError(422, f"n is limited to {settings.max_n}", "n")
-    if strategy == "beam" and n > beam_size:
-        raise ApiError(422, "n cannot exceed beam_size (beam search returns its n best captions)", "n")
-    if strategy == "argmax" and n > 1:
-        raise ApiError(422, "argmax gives one caption; for several use beam (its n best) or top_k/multinomial (n samples)", "n")
+    RequestLimits.from_settings(settings).check_caption(strategy, n, beam_size, max_tokens)
     info = store.resolve(model, CAPTION)
     data = await image.read()
     picture = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels)

@@ -18,6 +18,7 @@ from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput, GenerateOutput, ScoredText, ScoreInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
 from app.errors import ApiError
+from app.limits import RequestLimits
 from app.openai_schemas import (
     CompletionChoice,
     CompletionLogprobs,
@@ -32,20 +33,7 @@ router = APIRouter(tags=["openai"])
 
 
 def check_limits(body: CompletionRequest, settings) -> None:
-    prompts = body.prompts()
-    if not prompts or len(prompts) > settings.max_n:
-        raise ApiError(422, f"prompt must be a string or a list of 1 to {settings.max_n} strings", "prompt")
-    for prompt in prompts:
-        if not prompt:
-            raise ApiError(422, "prompt must not be empty", "prompt")
-        if len(prompt) > settings.max_prompt_chars:
-            raise ApiError(422, f"prompt has {len(prompt)} characters; the limit is {settings.max_prompt_chars}", "prompt")
-    if (body.max_tokens or 0) > settings.max_new_tokens:
-        raise ApiError(422, f"max_tokens is limited to {settings.max_new_tokens}", "max_tokens")
-    if (body.n or 1) * len(prompts) > settings.max_n:
-        raise ApiError(422, f"n times the number of prompts is limited to {settings.max_n}", "n")
-    if len(body.stop_list()) > settings.max_stop_sequences:
-        raise ApiError(422, f"at most {settings.max_stop_sequences} stop strings", "stop")
+    RequestLimits.from_settings(settings).check_generation(body.prompts(), body.max_tokens or 0, body.n or 1, body.stop_list())
     if body.stream and body.echo:
         raise ApiError(422, "echo is not supported with stream", "echo")
 

@@ -10,23 +10,12 @@ from app.cache import cache_key, cached_if
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
-from app.errors import ApiError
+from app.limits import RequestLimits
 from app.schemas import GenerateChoice, GenerateRequest, GenerateResponse, Usage
 from app.sse import event_stream, open_stream, sse
 from models.registry import GENERATE
 
 router = APIRouter(tags=["generate"])
-
-
-def check_limits(body: GenerateRequest, settings) -> None:
-    if len(body.prompt) > settings.max_prompt_chars:
-        raise ApiError(422, f"prompt has {len(body.prompt)} characters; the limit is {settings.max_prompt_chars}", "prompt")
-    if body.max_tokens > settings.max_new_tokens:
-        raise ApiError(422, f"max_tokens is limited to {settings.max_new_tokens}", "max_tokens")
-    if body.n > settings.max_n:
-        raise ApiError(422, f"n is limited to {settings.max_n}", "n")
-    if len(body.stop_list()) > settings.max_stop_sequences:
-        raise ApiError(422, f"at most {settings.max_stop_sequences} stop strings", "stop")
 
 
 @router.post(
@@ -35,7 +24,7 @@ def check_limits(body: GenerateRequest, settings) -> None:
     responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}},
 )
 async def generate(body: GenerateRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
-    check_limits(body, settings)
+    RequestLimits.from_settings(settings).check_generation([body.prompt], body.max_tokens, body.n, body.stop_list())
     info = store.resolve(body.model, GENERATE)
     params = body.to_sampling_params()
     request = GenerateInput(info.model_id, body.prompt, params)

@@ -91,3 +91,12 @@ def test_control_characters_and_non_ascii_are_accepted(client):
     response = client.post("/v1/score", json={"texts": ["the cat\x00\x07 sat \u202e東京 😀"]})
     assert response.status_code == 200
     assert any(response.json()["results"][0]["oov"])
+
+
+def test_one_temperature_ceiling_on_every_endpoint(client):
+    """/v1/generate and /v1/completions accept and refuse the same temperatures."""
+    for temperature, status in ((50.0, 200), (150.0, 422)):
+        generated = client.post("/v1/generate", json={"prompt": "the cat", "max_tokens": 2, "temperature": temperature})
+        completed = client.post("/v1/completions", json={"model": "tiny-word-lstm", "prompt": "the cat", "max_tokens": 2,
+                                                         "temperature": temperature})
+        assert generated.status_code == completed.status_code == status, (generated.text, completed.text)

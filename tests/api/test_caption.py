@@ -153,3 +153,12 @@ def test_repeated_ngram_blocking_is_a_parameter(caption_client):
         response = post(caption_client, encoded(red_circle(), "PNG"), no_repeat_ngram_size=size)
         assert response.status_code == 200
     assert post(caption_client, encoded(red_circle(), "PNG"), no_repeat_ngram_size=99).status_code == 422
+
+
+def test_caption_limits_come_from_the_settings(make_client, all_models_dir):
+    client = make_client(models_dir=all_models_dir, max_beam_size=4, max_caption_tokens=10)
+    data = encoded(red_circle(), "PNG")
+    assert post(client, data, strategy="beam", beam_size=4, max_tokens=10).status_code == 200
+    for field, value in (("beam_size", 5), ("max_tokens", 11)):
+        response = post(client, data, strategy="beam", **{field: value})
+        assert response.status_code == 422 and response.json()["error"]["param"] == field, response.text

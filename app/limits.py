@@ -1,0 +1,55 @@
+"""Every size a request controls, in one place: built from Settings, checked by the routes
+before any work (422 naming the field). What a sampling parameter may be (temperature, top_p,
+seeds) is `models.sampling`'s, the schemas reuse its bounds."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import ApiError
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_prompt_chars: int
+    max_new_tokens: int
+    max_n: int
+    max_stop_sequences: int
+    max_caption_tokens: int
+    max_beam_size: int
+
+    @classmethod
+    def from_settings(cls, settings) -> "RequestLimits":
+        return cls(settings.max_prompt_chars, settings.max_new_tokens, settings.max_n, settings.max_stop_sequences,
+                   settings.max_caption_tokens, settings.max_beam_size)
+
+    def check_text(self, text: str, param: str, what: str = "prompt") -> None:
+        if len(text) > self.max_prompt_chars:
+            raise ApiError(422, f"{what} has {len(text)} characters; the limit is {self.max_prompt_chars}", param)
+
+    def check_generation(self, prompts: list[str], max_tokens: int, n: int, stop: tuple[str, ...]) -> None:
+        """Prompts, each generated `n` times for up to `max_tokens` tokens, ended by `stop`."""
+        if not prompts or len(prompts) > self.max_n:
+            raise ApiError(422, f"prompt must be a string or a list of 1 to {self.max_n} strings", "prompt")
+        for prompt in prompts:
+            if not prompt:
+                raise ApiError(422, "prompt must not be empty", "prompt")
+            self.check_text(prompt, "prompt")
+        if max_tokens > self.max_new_tokens:
+            raise ApiError(422, f"max_tokens is limited to {self.max_new_tokens}", "max_tokens")
+        if n * len(prompts) > self.max_n:
+            what = "n times the number of prompts" if len(prompts) > 1 else "n"
+            raise ApiError(422, f"{what} is limited to {self.max_n}", "n")
+        if len(stop) > self.max_stop_sequences:
+            raise ApiError(422, f"at most {self.max_stop_sequences} stop strings", "stop")
+
+    def check_caption(self, strategy: str, n: int, beam_size: int, max_tokens: int) -> None:
+        if n > self.max_n:
+            raise ApiError(422, f"n is limited to {self.max_n}", "n")
+        if beam_size > self.max_beam_size:
+            raise ApiError(422, f"beam_size is limited to {self.max_beam_size}", "beam_size")
+        if max_tokens > self.max_caption_tokens:
+            raise ApiError(422, f"max_tokens is limited to {self.max_caption_tokens}", "max_tokens")
+        if strategy == "beam" and n > beam_size:
+            raise ApiError(422, "n cannot exceed beam_size (beam search returns its n best captions)", "n")
+        if strategy == "argmax" and n > 1:
+            raise ApiError(422, "argmax gives one caption; for several use beam (its n best) or top_k/multinomial (n samples)", "n")
