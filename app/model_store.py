@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ApiError
-from models.checkpoint import CONFIG_FILE
+from models.artifacts import CONFIG_FILE
 from models.interpolation import Tokenization
 from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, inspect_model
 

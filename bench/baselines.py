@@ -16,8 +16,8 @@ from app.engine.base import Choice, EngineHealth, GenerateInput, GenerateOutput,
 from app.engine.lm_tasks import TokenLimits, encode_prompt
 from app.main import create_app
 from app.settings import Settings
-from models.registry import load_model
 from models.generation import CompletionTracker
+from models.registry import load_model
 from models.sampling import BatchSampler
 
 

@@ -27,8 +27,8 @@ import platform
 import random
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from safetensors.numpy import load_file, save_file
 
-from models.checkpoint import (
+from models.artifacts import (
     FORMAT_VERSION,
     VOCAB_FILE,
     WEIGHTS_FILE,

@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 import torch
 
+from models.artifacts import VOCAB_FILE, CheckpointError, model_revision, read_config
 from models.captioning.captioner import load_captioner
-from models.checkpoint import VOCAB_FILE, CheckpointError, load_language_model, model_revision, read_config
+from models.checkpoint import load_language_model
 from models.interpolation import Tokenization
 from models.ngram_checkpoint import load_ngram_model
 from models.tokenizers import LEVELS

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import CheckpointError, load_language_model, save_language_model
+from models.artifacts import CheckpointError
+from models.checkpoint import load_language_model, save_language_model
 from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import CorpusFiles, load_corpus, model_reads_raw_text
 from training.evaluation import perplexity, stream_loss

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from models.checkpoint import CONFIG_FILE, CheckpointError
+from models.artifacts import CONFIG_FILE, CheckpointError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS_DIR = REPOSITORY_ROOT / "weights"

@@ -18,8 +18,8 @@ import json
 import logging
 from pathlib import Path
 
+from models.artifacts import read_config
 from models.cells import CELL_NAMES
-from models.checkpoint import read_config
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.tokenizers import make_tokenizer
 from training import train_lm, train_ngram

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import file_sha256
+from models.artifacts import file_sha256
 from models.tokenizers import Tokenizer, TokenizerConfig
 from models.tokenizers.pieces import PIECE_MODEL_FILE
 from models.vocab import EOS, Vocabulary

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import CheckpointError
+from models.artifacts import CheckpointError
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
 from models.registry import is_language_model, load_model
 from training.cli import UsageError, parser_for, resolve_model, run_cli

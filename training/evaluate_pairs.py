@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from models.checkpoint import CheckpointError
+from models.artifacts import CheckpointError
 from models.registry import is_language_model, load_model
 from training.cli import parser_for, resolve_model, run_cli
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.checkpoint import CONFIG_FILE, model_revision, write_config
+from models.artifacts import CONFIG_FILE, model_revision, write_config
 from models.spelling import BOUNDARY_ID, UNKNOWN_CHARACTER_ID, SpellingModel
 from models.vocab import SPECIAL_TOKENS, Vocabulary
 from training.kneser_ney import estimate

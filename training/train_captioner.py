@@ -24,12 +24,12 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from models.cells import CELLS
 from models.captioning.captioner import Captioner, save_captioner
 from models.captioning.decoder import CaptionDecoderConfig
 from models.captioning.decoding import beam_search
 from models.captioning.encoders import EncoderConfig
 from models.captioning.images import load_image
+from models.cells import CELLS
 from models.vocab import Vocabulary
 from training.caption_data import CaptionedImage, build_vocab, caption_tokens, encode_captions, read_coco, read_flickr8k
 from training.caption_metrics import caption_scores

@@ -363,7 +363,8 @@ class Trainer:
 
     def finish(self) -> dict:
         """Evaluate the exported (best) model on test and record the final metrics (rank 0)."""
-        from models.checkpoint import load_language_model, write_config
+        from models.artifacts import write_config
+        from models.checkpoint import load_language_model
 
         if not self.dist.is_main:
             return {}

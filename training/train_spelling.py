@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from models.checkpoint import VOCAB_FILE, read_config
+from models.artifacts import VOCAB_FILE, read_config
 from models.registry import is_language_model
 from models.spelling import SPELLING_FILE
 from models.tokenizers import TokenizerConfig, make_tokenizer

@@ -14,22 +14,23 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
-from models.captioning.encoders import EncoderConfig, ImageEncoder, build_encoder
-from models.checkpoint import (
+from models.artifacts import (
     FORMAT_VERSION,
     VOCAB_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    load_tokenizer,
     load_weights,
     model_revision,
     read_config,
     save_weights,
     write_model_directory,
 )
+from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
+from models.captioning.encoders import EncoderConfig, ImageEncoder, build_encoder
 from models.loaded import LoadedModel
 from models.rnn_lm import count_parameters
-from models.tokenizers import TokenizerConfig, make_tokenizer
+from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary
 
 
@@ -97,6 +98,6 @@ def load_captioner(directory: str | Path, device: str | torch.device = "cpu") ->
         raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens, config says {decoder_config.vocab_size}")
     load_weights(model if in_checkpoint else model.decoder, directory / WEIGHTS_FILE)
     model.to(device).eval()
-    return LoadedCaptioner(directory.name, model, vocab, make_tokenizer(TokenizerConfig.from_json(config.get("tokenizer", CAPTION_TOKENIZER.to_json())), directory),
+    return LoadedCaptioner(directory.name, model, vocab, load_tokenizer(directory, TokenizerConfig.from_json(config.get("tokenizer", CAPTION_TOKENIZER.to_json()))),
                            config, model_revision(directory), directory)
 

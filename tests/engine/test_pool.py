@@ -43,8 +43,8 @@ def test_a_caller_names_its_requests_and_can_abort_them(tiny_models_dir):
     import pytest
 
     from app.engine.base import DuplicateRequestId, GenerateInput, RequestAborted, ScoreInput
-    from app.model_store import discover_models
     from app.main import build_worker_pool
+    from app.model_store import discover_models
     from models.sampling import SamplingParams
 
     settings = Settings(models_dir=tiny_models_dir, serve_shipped_models=False, device="cpu", worker_mode="thread")

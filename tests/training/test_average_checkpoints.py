@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_language_model
+from models.artifacts import CheckpointError
+from models.checkpoint import load_language_model
 from training.average_checkpoints import main as average_checkpoints
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluate_pairs import PairsFileError, main as evaluate_pairs
+from training.evaluate_pairs import PairsFileError
+from training.evaluate_pairs import main as evaluate_pairs
 
 ENGLISH_PAIRS = Path(__file__).resolve().parents[1] / "data" / "minimal_pairs.jsonl"
 

@@ -7,7 +7,8 @@ import pytest
 
 from tests.conftest import REPOSITORY_ROOT
 from tests.e2e.conftest import start_server
-from training.make_nbest import main as make_nbest, spoken_words
+from training.make_nbest import main as make_nbest
+from training.make_nbest import spoken_words
 from training.nbest_files import NBestFileError, read_nbest
 from training.tune_rescoring import main as tune
 

@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from models.checkpoint import CheckpointError, load_language_model
+from models.artifacts import CheckpointError
+from models.checkpoint import load_language_model
 from models.generation import CompletionTracker
 from models.sampling import SamplingParams
 from tests.conftest import tiny_sentences

@@ -4,7 +4,8 @@ import struct
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_language_model, save_language_model
+from models.artifacts import CheckpointError
+from models.checkpoint import load_language_model, save_language_model
 from models.registry import load_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizers import TokenizerConfig

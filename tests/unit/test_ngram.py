@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from models.checkpoint import CheckpointError
+from models.artifacts import CheckpointError
 from models.ngram import NGramModel
 from models.ngram_checkpoint import load_ngram_model, save_ngram_model
 from models.tokenizers import TokenizerConfig

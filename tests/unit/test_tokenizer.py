@@ -1,8 +1,7 @@
 import pytest
 
-from models.tokenizers import make_tokenizer
+from models.tokenizers import TokenizerConfig, make_tokenizer
 from models.tokenizers import words as tokenizer_module
-from models.tokenizers import TokenizerConfig
 
 WIKITEXT = make_tokenizer(TokenizerConfig(level="word", style="wikitext"))
 
