@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.errors import ApiError
 from models.artifacts import CONFIG_FILE
-from models.interpolation import Tokenization
 from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, inspect_model
 
 logger = logging.getLogger(__name__)
@@ -22,37 +20,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_TYPE = {GENERATE: "language_model", SCORE: "language_model", CAPTION: "captioner"}
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    model_id: str
-    model_type: str
-    public_type: str
-    tasks: frozenset[str]
-    level: str | None
-    revision: str
-    parameters: int
-    metrics: dict[str, Any]
-    path: Path
-    extra: dict[str, Any]  # type-specific facts the HTTP layer needs (a captioner's image size)
-    example_prompt: str | None = None  # what the playground offers first (config.json "example_prompt")
-    tokenization: Tokenization | None = None  # language and n-gram models: decides whether they mix per token
-
-
-def describe(facts: ModelFacts) -> ModelInfo:
-    return ModelInfo(
-        model_id=facts.model_id,
-        model_type=facts.model_type.name,
-        public_type=facts.model_type.public_type,
-        tasks=facts.model_type.tasks,
-        level=facts.level,
-        revision=facts.revision,
-        parameters=facts.parameters,
-        metrics=facts.metrics,
-        path=facts.path,
-        extra=facts.extra,
-        example_prompt=facts.example_prompt,
-        tokenization=facts.tokenization,
-    )
+# What the catalogue knows of a model (from its files).
+ModelInfo = ModelFacts
 
 
 def model_directories(models_dirs: list[Path]) -> dict[str, Path]:
@@ -88,7 +57,7 @@ class ModelStore:
         directories = model_directories(models_dirs)
         for model_id, directory in directories.items():
             try:
-                store.models[model_id] = describe(inspect_model(directory))
+                store.models[model_id] = inspect_model(directory)
                 logger.info("found model %s in %s", model_id, directory)
             except Exception as error:  # noqa: BLE001 - whatever a broken directory raises, the others serve
                 store.failures[model_id] = f"{type(error).__name__}: {error}"

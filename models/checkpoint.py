@@ -9,18 +9,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from models.artifacts import (
-    FORMAT_VERSION,
-    VOCAB_FILE,
-    WEIGHTS_FILE,
-    CheckpointError,
-    load_tokenizer,
-    load_weights,
-    model_revision,
-    read_config,
-    save_weights,
-    write_model_directory,
-)
+from models.artifacts import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_tokenizer,
+                              load_weights, model_revision, read_config, save_weights, write_model_directory)
 from models.loaded import LoadedModel
 from models.prefix_scoring import runs_as_tree, score_prefix_tree, shares_prefixes
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters

@@ -63,18 +63,26 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Any
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What is known of a model from its files alone."""
+    """What is known of a model from its files alone: all the HTTP layer needs of it."""
 
     model_id: str
-    model_type: ModelType
+    model_type: str
     level: str | None
     revision: str
     parameters: int
     metrics: dict[str, Any]
     path: Path
     extra: dict[str, Any]  # type-specific facts the HTTP layer needs (a captioner's image size)
-    example_prompt: str | None
+    example_prompt: str | None  # what the playground offers first (config.json "example_prompt")
     tokenization: Tokenization | None  # text-reading models: decides whether two mix per token
+
+    @property
+    def public_type(self) -> str:
+        return MODEL_TYPES[self.model_type].public_type
+
+    @property
+    def tasks(self) -> frozenset[str]:
+        return MODEL_TYPES[self.model_type].tasks
 
 
 def inspect_model(directory: str | Path) -> ModelFacts:
@@ -98,5 +106,5 @@ def inspect_model(directory: str | Path) -> ModelFacts:
         parameters = int(config.get("parameters", 0))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{directory}: bad parameters in config.json") from error
-    return ModelFacts(directory.name, entry, level, model_revision(directory), parameters,
+    return ModelFacts(directory.name, entry.name, level, model_revision(directory), parameters,
                       dict(config.get("metrics") or {}), directory, extra, config.get("example_prompt"), tokenization)

@@ -14,18 +14,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from models.artifacts import (
-    FORMAT_VERSION,
-    VOCAB_FILE,
-    WEIGHTS_FILE,
-    CheckpointError,
-    load_tokenizer,
-    load_weights,
-    model_revision,
-    read_config,
-    save_weights,
-    write_model_directory,
-)
+from models.artifacts import (FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_tokenizer,
+                              load_weights, model_revision, read_config, save_weights, write_model_directory)
 from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
 from models.captioning.encoders import EncoderConfig, ImageEncoder, build_encoder
 from models.loaded import LoadedModel
