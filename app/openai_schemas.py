@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_seeds
+from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_params
 
 
 class StreamOptions(BaseModel):
@@ -48,17 +48,9 @@ class CompletionRequest(BaseModel):
     def to_sampling_params(self) -> list[SamplingParams]:
         """temperature 0 is argmax; otherwise multinomial with top_p, as OpenAI samples."""
         temperature = 1.0 if self.temperature is None else self.temperature
-        return [
-            SamplingParams(
-                strategy="argmax" if temperature == 0 else "multinomial",
-                temperature=temperature,
-                top_p=1.0 if self.top_p is None else self.top_p,
-                max_tokens=16 if self.max_tokens is None else self.max_tokens,
-                stop=self.stop_list(),
-                seed=seed,
-            )
-            for seed in choice_seeds(self.seed, self.n or 1)
-        ]
+        return choice_params(self.n or 1, self.seed, strategy="argmax" if temperature == 0 else "multinomial",
+                             temperature=temperature, top_p=1.0 if self.top_p is None else self.top_p,
+                             max_tokens=16 if self.max_tokens is None else self.max_tokens, stop=self.stop_list())
 
 
 class CompletionLogprobs(BaseModel):

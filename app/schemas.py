@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_seeds
+from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_params
 
 
 class RequestModel(BaseModel):
@@ -45,7 +45,7 @@ class GenerateRequest(RequestModel):
             stop=self.stop_list(),
             allow_unknown=self.allow_unknown,
         )
-        return [SamplingParams(**base, seed=seed) for seed in choice_seeds(self.seed, self.n)]
+        return choice_params(self.n, self.seed, **base)
 
 
 class GenerateChoice(BaseModel):

@@ -129,7 +129,7 @@ class CompletionTracker:
         line = current_line(self.context)
         self.line_tail, self.dropped_quotes = line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)
         self._window: tuple[list[str], str] | None = None
-        self.last_offset = 0  # where the last token's text starts in the completion's text
+        self.last_offset = 0  # where the last token's own text starts in the completion's text
 
     @property
     def finished(self) -> bool:
@@ -165,8 +165,12 @@ class CompletionTracker:
         limit = min(len(previous_text), len(completion.text))
         while common < limit and previous_text[common] == completion.text[common]:
             common += 1
-        self.last_offset = common
-        return completion.text[common:]
+        delta = completion.text[common:]
+        # The token's own characters, after the separator the delta may begin with.
+        surface = self.tokenizer.surface(completion.tokens[-1])
+        found = delta.find(surface) if surface else -1
+        self.last_offset = common + (found if found >= 0 else len(delta) - len(delta.lstrip()))
+        return delta
 
     def _tracked_text(self) -> str:
         tokens = self.completion.tokens

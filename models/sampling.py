@@ -193,6 +193,13 @@ def choice_seeds(seed: int | None, n: int) -> list[int | None]:
     return [None if seed is None else (seed + index) % SEED_LIMIT for index in range(n)]
 
 
+def choice_params(n: int, seed: int | None, **fields) -> list[SamplingParams]:
+    """The one way from a request to decoding parameters: a SamplingParams per choice, with
+    `fields` alike and the choices' seeds (`choice_seeds`). Every endpoint builds them here, so
+    they validate the same way."""
+    return [SamplingParams(**fields, seed=choice_seed) for choice_seed in choice_seeds(seed, n)]
+
+
 class BatchSampler:
     """Processes a batch's logits and picks one token per row. Each row samples by inverse
     CDF with its own counter-based random stream, so a seeded row gives the same tokens

@@ -16,7 +16,7 @@ from app.limits import RequestLimits
 from app.schemas import CaptionResponse
 from models.captioning.images import image_tensor
 from models.registry import CAPTION
-from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_seeds
+from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, choice_params
 
 router = APIRouter(tags=["caption"])
 FORM_FIELDS = frozenset({"image", "model", "strategy", "beam_size", "max_tokens", "n", "seed", "temperature", "top_k",
@@ -52,11 +52,8 @@ async def caption(
     picture = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels)
     size = int(info.extra.get("image_size", 224))
     pixels = await asyncio.to_thread(image_tensor, picture, size)
-    params = [] if strategy == "beam" else [
-        SamplingParams(strategy=strategy, temperature=temperature, top_k=top_k, max_tokens=max_tokens, min_tokens=1,
-                       seed=choice_seed)
-        for choice_seed in choice_seeds(seed, n)
-    ]
+    params = [] if strategy == "beam" else choice_params(n, seed, strategy=strategy, temperature=temperature, top_k=top_k,
+                                                         max_tokens=max_tokens, min_tokens=1)
     job = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, strategy, beam_size, max_tokens, n, params, no_repeat_ngram_size)
 
     async def compute() -> dict:

@@ -108,7 +108,7 @@ def test_streamed_text_is_the_whole_text_and_costs_the_same_per_token(pieces_mod
             streamed, tokens = "", []
             for token in (rng.choice(ordinary) for _ in range(length)):
                 delta = tracker.add(vocab.id(token))
-                streamed = streamed[: tracker.last_offset] + delta
+                streamed += delta  # pieces never rewrite the text before them: deltas only append
                 tokens.append(token)
         finally:
             del tokenizer.detokenize
