@@ -25,11 +25,19 @@ class ScoreJob:
     request_id: str
     request: ScoreInput
 
+    @property
+    def model_id(self) -> str:
+        return self.request.model_id
+
 
 @dataclass
 class CaptionJob:
     request_id: str
     request: CaptionInput
+
+    @property
+    def model_id(self) -> str:
+        return self.request.model_id
 
 
 @dataclass

@@ -130,7 +130,7 @@ class WorkerLoop:
     def handle(self, message) -> None:
         task = JOB_TASKS.get(type(message))
         if task is not None:
-            model_id = message.model_id if isinstance(message, GenerateJob) else message.request.model_id
+            model_id = message.model_id
             loaded = self.models.get(model_id)
             if loaded is None or not can(loaded.model_type, task):
                 self.emit(JobError(message.request_id, "failed", f"no model {model_id!r} that can {task} is loaded on this worker"))
