@@ -13,8 +13,12 @@ from typing import Literal, Protocol
 
 import torch
 
-Strategy = Literal["argmax", "top_k", "multinomial"]
+Strategy = Literal["argmax", "top_k", "multinomial", "beam"]
+# What a batch sampler draws with, one token per row and step.
 STRATEGIES: tuple[str, ...] = ("argmax", "top_k", "multinomial")
+# Beam search keeps `beam_size` hypotheses per sequence and returns the best: a search over
+# sequences, offered where a decoder implements it (captions), not a per-row sampler.
+BEAM = "beam"
 
 
 class InvalidParameter(ValueError):
@@ -36,7 +40,8 @@ class SamplingParams:
 
     strategy: Strategy = "multinomial"
     """argmax: the most probable token; top_k: sample among the k most probable;
-    multinomial: sample from the whole (temperature-scaled, top-p-truncated) distribution."""
+    multinomial: sample from the whole (temperature-scaled, top-p-truncated) distribution;
+    beam: beam search with `beam_size` hypotheses (deterministic; the sampling knobs do not apply)."""
     temperature: float = 1.0
     """Divides the logits; 0 means argmax."""
     top_k: int | None = None
@@ -53,11 +58,15 @@ class SamplingParams:
     """Generation stops before any of these strings (finish_reason 'stop')."""
     allow_unknown: bool = False
     """Whether the unknown token may be sampled."""
+    beam_size: int = 1
+    """Hypotheses kept by beam search."""
     _resolved_seed: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise InvalidParameter("strategy", f"strategy must be one of {', '.join(STRATEGIES)}")
+        if self.strategy not in (*STRATEGIES, BEAM):
+            raise InvalidParameter("strategy", f"strategy must be one of {', '.join((*STRATEGIES, BEAM))}")
+        if self.beam_size < 1:
+            raise InvalidParameter("beam_size", "beam_size must be at least 1")
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)):
             raise InvalidParameter("temperature", "temperature must be a finite number")
         if not 0 <= self.temperature <= MAX_TEMPERATURE:
@@ -75,11 +84,11 @@ class SamplingParams:
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidParameter("stop", "stop strings must be non-empty strings")
         # Normalise: temperature 0 is argmax; argmax ignores the sampling knobs.
-        if self.temperature == 0 and self.strategy != "argmax":
+        if self.temperature == 0 and self.strategy not in ("argmax", BEAM):
             object.__setattr__(self, "strategy", "argmax")
         if self.strategy == "top_k" and self.top_k is None:
             object.__setattr__(self, "top_k", 40)
-        if self.strategy == "argmax":
+        if self.strategy in ("argmax", BEAM):
             object.__setattr__(self, "temperature", 1.0)
             object.__setattr__(self, "top_k", None)
             object.__setattr__(self, "top_p", 1.0)
@@ -90,7 +99,7 @@ class SamplingParams:
     @property
     def deterministic(self) -> bool:
         """argmax and seeded sampling give the same output every time."""
-        return self.strategy == "argmax" or self.seed is not None
+        return self.strategy in ("argmax", BEAM) or self.seed is not None
 
     def with_seed(self, seed: int) -> "SamplingParams":
         return replace(self, seed=seed)

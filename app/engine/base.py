@@ -64,11 +64,10 @@ class CaptionInput:
     model_id: str
     pixels: bytes  # uint8 (3, size, size), already decoded and resized
     size: int
-    strategy: str  # beam | argmax | top_k | multinomial
-    beam_size: int
-    max_tokens: int
     n: int
-    params: list[SamplingParams]  # one per caption for the sampling strategies
+    # Decoding parameters: one per caption for the sampling strategies; one for beam search
+    # (strategy "beam", its beam_size), which returns its n best.
+    params: list[SamplingParams]
     no_repeat_ngram_size: int = 3  # beam search: no caption repeats an n-gram this long (0: off)
 
 

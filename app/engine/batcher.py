@@ -20,7 +20,7 @@ from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult
 from models.checkpoint import LoadedLanguageModel
 from models.generation import CompletionTracker, GenerationBatch
 from models.prefix_scoring import shares_prefixes
-from models.sampling import BatchSampler, InvalidParameter
+from models.sampling import STRATEGIES, BatchSampler, InvalidParameter
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class ContinuousBatcher:
 
     def submit(self, job: GenerateJob, emit) -> None:
         try:
+            if any(params.strategy not in STRATEGIES for params in job.params):
+                raise InvalidParameter("strategy", f"language models generate with {', '.join(STRATEGIES)}")
             encoded = encode_prompt(self.loaded, job.prompt, self.limits)
         except InvalidParameter as error:
             emit(JobError(job.request_id, "invalid", str(error), error.param))

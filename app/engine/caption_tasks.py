@@ -8,6 +8,7 @@ import torch
 from app.engine.messages import CaptionJob, JobResult
 from models.captioning.captioner import LoadedCaptioner
 from models.captioning.decoding import beam_search, sample_captions
+from models.sampling import BEAM
 
 
 @torch.inference_mode()
@@ -30,9 +31,10 @@ def run_caption_batch(models: dict, jobs: list[CaptionJob], emit) -> list[int]:
         for index, job in enumerate(model_jobs):
             request = job.request
             image_features = features[index : index + 1]
-            if request.strategy == "beam":
-                (captions,) = beam_search(loaded.model.decoder, image_features, vocab.bos_id, vocab.eos_id, request.beam_size,
-                                          request.max_tokens, n_best=request.n, banned_ids=(vocab.unk_id,),
+            if request.params[0].strategy == BEAM:
+                beam = request.params[0]
+                (captions,) = beam_search(loaded.model.decoder, image_features, vocab.bos_id, vocab.eos_id, beam.beam_size,
+                                          beam.max_tokens, n_best=request.n, banned_ids=(vocab.unk_id,),
                                           no_repeat_ngram_size=request.no_repeat_ngram_size)
             else:
                 captions = sample_captions(loaded.model.decoder, image_features.expand(len(request.params), -1, -1),

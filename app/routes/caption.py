@@ -52,9 +52,10 @@ async def caption(
     picture = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels)
     size = int(info.extra.get("image_size", 224))
     pixels = await asyncio.to_thread(image_tensor, picture, size)
-    params = [] if strategy == "beam" else choice_params(n, seed, strategy=strategy, temperature=temperature, top_k=top_k,
-                                                         max_tokens=max_tokens, min_tokens=1)
-    job = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, strategy, beam_size, max_tokens, n, params, no_repeat_ngram_size)
+    # Beam search is one search that returns its n best; the sampling strategies one draw per caption.
+    params = choice_params(1 if strategy == "beam" else n, seed, strategy=strategy, temperature=temperature, top_k=top_k,
+                           max_tokens=max_tokens, min_tokens=1, beam_size=beam_size)
+    job = CaptionInput(info.model_id, pixels.numpy().tobytes(), size, n, params, no_repeat_ngram_size)
 
     async def compute() -> dict:
         captions = await engine.caption(job)
@@ -64,6 +65,6 @@ async def caption(
     normalised = {"image_sha256": hashlib.sha256(data).hexdigest(), "strategy": strategy, "beam_size": beam_size,
                   "max_tokens": max_tokens, "n": n, "seed": seed, "temperature": temperature, "top_k": top_k,
                   "no_repeat_ngram_size": no_repeat_ngram_size}
-    result, cached = await cached_if(cache, strategy in ("beam", "argmax") or seed is not None,
+    result, cached = await cached_if(cache, all(p.deterministic for p in params),
                                      cache_key(info.model_id, info.revision, "caption", normalised), compute)
     return CaptionResponse(model=info.model_id, cached=cached, **result)

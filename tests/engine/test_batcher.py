@@ -147,3 +147,11 @@ def test_n_choices_and_logprobs(loaded):
     first = next(e for e in token_events if e.choice == 0)
     expected = logits[0, -1].log_softmax(-1)[loaded.vocab.id(first.token)].item()
     assert first.logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_language_models_refuse_beam_search(loaded):
+    events: list = []
+    batcher = ContinuousBatcher(loaded, 4, TokenLimits(100, 100))
+    batcher.submit(GenerateJob("beam", "tiny-word-lstm", "the cat", [SamplingParams(strategy="beam", beam_size=3)]), events.append)
+    assert [type(e).__name__ for e in events] == ["JobError"] and events[0].param == "strategy"
+    assert not batcher.busy

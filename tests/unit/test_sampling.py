@@ -95,7 +95,8 @@ def test_filter_and_concatenate_keep_each_rows_generator():
 @pytest.mark.parametrize(
     "kwargs, param",
     [
-        ({"strategy": "beam"}, "strategy"),
+        ({"strategy": "nucleus"}, "strategy"),
+        ({"strategy": "beam", "beam_size": 0}, "beam_size"),
         ({"temperature": -1}, "temperature"),
         ({"temperature": math.nan}, "temperature"),
         ({"top_k": 0}, "top_k"),
@@ -154,3 +155,15 @@ def test_two_level_inverse_cdf_equals_the_full_table(vocab):
     assert bool((weights[torch.arange(16), chosen] > 0).all())
     # Rounding may move a target that sits on a boundary by one token; nothing else differs.
     assert int((chosen != expected.clamp(max=vocab - 1)).sum()) <= 1
+
+
+def test_beam_search_is_a_decoding_parameter_variant():
+    """Beam search is described by SamplingParams like the sampling strategies (deterministic,
+    sampling knobs dropped), and a batch sampler refuses it: it is a search over sequences."""
+    from models.sampling import BEAM, InvalidParameter, choice_params
+
+    (beam,) = choice_params(1, None, strategy=BEAM, beam_size=4, temperature=0.0, top_k=7, max_tokens=20)
+    assert beam.strategy == BEAM and beam.beam_size == 4 and beam.deterministic
+    assert beam.top_k is None and beam.temperature == 1.0
+    with pytest.raises(InvalidParameter, match="beam_size"):
+        SamplingParams(strategy=BEAM, beam_size=0)
