@@ -71,7 +71,8 @@ model-ngram: $(STAMP)
 # The seed's comparison on PTB: KN 3/5-gram, Elman RNN, GRU, LSTM at ~4M parameters each
 # (about 35 minutes on 2 CPU cores; resumable).
 # A SentencePiece LSTM on WikiText-2: 8,000 unigram pieces learnt from the training split, then
-# a tied 2x512 LSTM over them, 3 epochs (about 45 minutes an epoch on 2 CPU cores; resumable).
+# a tied 2x512 LSTM over them, 3 epochs (10 to 40 minutes an epoch on 2 CPU cores, depending on
+# what else runs; resumable).
 # Not shipped (12 MB of weights): serve it with RNNSERVE_MODELS_DIR=runs/models.
 model-wikitext2-pieces: $(STAMP)
 	$(PYTHON) -m training.train_lm --data $(SHARED)/wikitext-2 --level sentencepiece --max-vocab 8000 --style wikitext \
