@@ -22,9 +22,10 @@ class RequestLimits:
         return cls(settings.max_prompt_chars, settings.max_new_tokens, settings.max_n, settings.max_stop_sequences,
                    settings.max_caption_tokens, settings.max_beam_size)
 
-    def check_text(self, text: str, param: str, what: str = "prompt") -> None:
-        if len(text) > self.max_prompt_chars:
-            raise ApiError(422, f"{what} has {len(text)} characters; the limit is {self.max_prompt_chars}", param)
+    def check_length(self, characters: int, param: str, what: str = "prompt") -> None:
+        """Any text a request sends to a model (a prompt, a text to score, a hypothesis)."""
+        if characters > self.max_prompt_chars:
+            raise ApiError(422, f"{what} has {characters} characters; the limit is {self.max_prompt_chars}", param)
 
     def check_generation(self, prompts: list[str], max_tokens: int, n: int, stop: tuple[str, ...]) -> None:
         """Prompts, each generated `n` times for up to `max_tokens` tokens, ended by `stop`."""
@@ -33,7 +34,7 @@ class RequestLimits:
         for prompt in prompts:
             if not prompt:
                 raise ApiError(422, "prompt must not be empty", "prompt")
-            self.check_text(prompt, "prompt")
+            self.check_length(len(prompt), "prompt")
         if max_tokens > self.max_new_tokens:
             raise ApiError(422, f"max_tokens is limited to {self.max_new_tokens}", "max_tokens")
         if n * len(prompts) > self.max_n:

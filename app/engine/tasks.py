@@ -47,15 +47,18 @@ class DynamicBatch:
     def __init__(self, task: DynamicTask, settings: BatchSettings) -> None:
         self.task, self.settings = task, settings
         self.jobs: list = []
+        self.items = 0  # items the waiting jobs hold
         self.since: float | None = None
 
     def add(self, job) -> None:
         if not self.jobs:
             self.since = time.monotonic()
         self.jobs.append(job)
+        self.items += self.task.items(job)
 
     def abort(self, request_id: str) -> None:
         self.jobs = [job for job in self.jobs if job.request_id != request_id]
+        self.items = sum(self.task.items(job) for job in self.jobs)
 
     def deadline(self) -> float | None:
         return None if not self.jobs else self.since + self.settings.max_wait_s
@@ -63,9 +66,8 @@ class DynamicBatch:
     def due(self) -> bool:
         if not self.jobs:
             return False
-        waiting = sum(self.task.items(job) for job in self.jobs)
-        return waiting >= self.settings.max_items or time.monotonic() >= self.deadline()
+        return self.items >= self.settings.max_items or time.monotonic() >= self.deadline()
 
     def run(self, models: dict, emit, config) -> list[int]:
-        jobs, self.jobs = self.jobs, []
+        jobs, self.jobs, self.items = self.jobs, [], 0
         return self.task.run(models, jobs, emit, config)

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from app.cache import cache_key
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.errors import ApiError
+from app.limits import RequestLimits
 from app.rescore_schemas import RescoreRequest, RescoreResponse
 from app.schemas import WeightedModel
 from app.scoring_requests import check_interpolation, mix_results, score_texts
@@ -23,6 +24,7 @@ LINEAR = "linear"  # the mixture's entry in lm_logprobs
 def check_limits(body: RescoreRequest, settings) -> None:
     if len(body.utterances) > settings.max_rescore_utterances:
         raise ApiError(413, f"at most {settings.max_rescore_utterances} utterances per request", "utterances")
+    limits = RequestLimits.from_settings(settings)
     total = 0
     for u, utterance in enumerate(body.utterances):
         if len(utterance.hypotheses) > settings.max_rescore_hypotheses:
@@ -31,8 +33,8 @@ def check_limits(body: RescoreRequest, settings) -> None:
         if len(with_acoustic) > 1:
             raise ApiError(422, "give an acoustic_score for every hypothesis of an utterance, or for none", f"utterances.{u}.hypotheses")
         for h, hypothesis in enumerate(utterance.hypotheses):
-            if len(hypothesis.text) + len(utterance.context or "") > settings.max_prompt_chars:
-                raise ApiError(422, f"longer than {settings.max_prompt_chars} characters", f"utterances.{u}.hypotheses.{h}.text")
+            limits.check_length(len(hypothesis.text) + len(utterance.context or ""), f"utterances.{u}.hypotheses.{h}.text",
+                                "hypothesis with its context")
         total += len(utterance.hypotheses)
     if total > settings.max_rescore_hypotheses_total:
         raise ApiError(413, f"at most {settings.max_rescore_hypotheses_total} hypotheses per request", "utterances")

@@ -10,6 +10,7 @@ from app.cache import cache_key
 from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
 from app.engine.base import ScoreInput
 from app.errors import ApiError
+from app.limits import RequestLimits
 from app.schemas import ScoreRequest, ScoreResponse, ScoreResult
 from app.scoring_requests import check_interpolation, mix_results, score_texts
 from models.registry import SCORE
@@ -21,14 +22,14 @@ router = APIRouter(tags=["score"])
 def check_limits(body: ScoreRequest, settings) -> None:
     if (body.texts is None) == (body.tokens is None):
         raise ApiError(422, "give exactly one of 'texts' or 'tokens'", "texts")
+    limits = RequestLimits.from_settings(settings)
     items = body.texts if body.texts is not None else body.tokens
     param = "texts" if body.texts is not None else "tokens"
     if len(items) > settings.max_score_texts:
         raise ApiError(422, f"at most {settings.max_score_texts} items per request", param)
     for index, item in enumerate(items):
         size = len(item) if isinstance(item, str) else sum(len(t) for t in item)
-        if size > settings.max_prompt_chars:
-            raise ApiError(422, f"item has {size} characters; the limit is {settings.max_prompt_chars}", f"{param}.{index}")
+        limits.check_length(size, f"{param}.{index}", "item")
         if isinstance(item, str) and not item.strip() and not body.add_eos:
             raise ApiError(422, "empty text", f"{param}.{index}")
 

@@ -100,3 +100,18 @@ def test_one_temperature_ceiling_on_every_endpoint(client):
         completed = client.post("/v1/completions", json={"model": "tiny-word-lstm", "prompt": "the cat", "max_tokens": 2,
                                                          "temperature": temperature})
         assert generated.status_code == completed.status_code == status, (generated.text, completed.text)
+
+
+def test_every_text_a_model_reads_has_the_one_character_limit(make_client):
+    """Prompts, texts to score and hypotheses to rescore are held to RNNSERVE_MAX_PROMPT_CHARS
+    by the same check (app/limits.py)."""
+    client = make_client(max_prompt_chars=20)
+    long = "the cat sat on the mat ."  # 24 characters
+    cases = [("/v1/generate", {"prompt": long}, "prompt"),
+             ("/v1/score", {"texts": ["the cat", long]}, "texts.1"),
+             ("/v1/rescore", {"utterances": [{"id": "u1", "hypotheses": [{"text": "the cat"}, {"text": long}]}]},
+              "utterances.0.hypotheses.1.text")]
+    for path, body, param in cases:
+        response = client.post(path, json=body)
+        assert response.status_code == 422 and response.json()["error"]["param"] == param, (path, response.text)
+        assert "the limit is 20" in response.json()["error"]["message"]
