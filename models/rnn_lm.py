@@ -99,7 +99,8 @@ class RNNLanguageModel(nn.Module):
         shape = (self.config.num_layers, batch_size, self.config.hidden_dim)
         return tuple(torch.zeros(shape, device=device) for _ in range(self.num_state_tensors))
 
-    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (B, T, E); in training, with whole words dropped (`embedding_dropout`)."""
         weight = self.embedding.weight
         if self.training and self.config.embedding_dropout > 0:
             keep = 1 - self.config.embedding_dropout
@@ -117,7 +118,7 @@ class RNNLanguageModel(nn.Module):
         """
         if state is None:
             state = self.init_state(tokens.size(0), tokens.device)
-        embedded = self.dropout(self._embed(tokens))  # (B, T, E)
+        embedded = self.dropout(self.embed(tokens))  # (B, T, E)
         output, new_state = self.rnn.run(embedded, state, lengths)  # (B, T, H)
         output = self.dropout(output)
         if self.projection is not None:
@@ -173,14 +174,18 @@ class RNNLanguageModel(nn.Module):
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Mean cross-entropy in nats over all positions (cheap path for the adaptive head)."""
         hidden, new_state = self.hidden(tokens, state)
+        return self.hidden_loss(hidden, targets), new_state
+
+    def hidden_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of top-layer outputs (B, T, D) against their targets (B, T)."""
         flat_hidden = hidden.reshape(-1, hidden.size(-1))
         if self.adaptive is not None:
             # The head's softmax runs in fp32 even under bf16 autocast: a bf16 loss is too
             # coarse (8 bits of mantissa) to train on.
             with torch.autocast(device_type=flat_hidden.device.type, enabled=False):
-                return self.adaptive(flat_hidden.float(), targets.reshape(-1)).loss, new_state
+                return self.adaptive(flat_hidden.float(), targets.reshape(-1)).loss
         logits = self.decoder(flat_hidden)
-        return nn.functional.cross_entropy(logits.float(), targets.reshape(-1)), new_state
+        return nn.functional.cross_entropy(logits.float(), targets.reshape(-1))
 
 
 def count_parameters(model: nn.Module) -> int:

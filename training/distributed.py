@@ -79,11 +79,13 @@ class Distributed:
 
 
 class LossModule(torch.nn.Module):
-    """The language model's loss as `forward`, which DistributedDataParallel hooks into."""
+    """The language model's loss as `forward`, which DistributedDataParallel hooks into:
+    (objective to minimise, cross-entropy to report, state); here the two are one."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, state):
-        return self.model.loss(inputs, targets, state)
+        loss, state = self.model.loss(inputs, targets, state)
+        return loss, loss.detach(), state

@@ -41,6 +41,7 @@ from training.corpus import (
     load_corpus,
     windows,
 )
+from training.awd import FUSED_LAYERS, AWDLoss, AWDRegularisation, NonMonotoneAveraging
 from training.distributed import Distributed, LossModule
 from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss, word_perplexity
 from training.piece_model import piece_tokenizer
@@ -84,8 +85,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[])
     model.add_argument("--pretrained-embeddings", type=Path, default=None,
                        help="word2vec-format vectors (text or binary) to initialise the input embeddings")
+    awd = parser.add_argument_group(
+        "AWD-LSTM regularisation (training only; the export serves like any model)",
+        "--awd runs each layer on its own with DropConnect on its hidden-to-hidden matrix and "
+        "variational dropout (one mask per sequence) on the embeddings (--input-dropout), between "
+        "layers (--hidden-dropout) and on the output (--dropout); --embedding-dropout drops whole words",
+    )
+    awd.add_argument("--awd", action="store_true", help="train with AWD-LSTM's regularisation (rnn, gru, lstm cells)")
+    awd.add_argument("--weight-drop", type=float, default=0.5, help="DropConnect on hidden-to-hidden weights")
+    awd.add_argument("--input-dropout", type=float, default=0.65, help="variational dropout on the embeddings")
+    awd.add_argument("--hidden-dropout", type=float, default=0.3, help="variational dropout between layers")
+    awd.add_argument("--activation-penalty", type=float, default=2.0, help="AR: alpha on the top output's squares")
+    awd.add_argument("--temporal-penalty", type=float, default=1.0, help="TAR: beta on the top output's step changes")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
+    optim.add_argument("--optimizer", choices=["adamw", "adam", "sgd", "ntasgd"], default="adamw",
+                       help="ntasgd: SGD, then averaged weights once validation stops improving (--nonmono)")
+    optim.add_argument("--nonmono", type=int, default=5, help="NT-ASGD: epochs a validation loss is compared back over")
     optim.add_argument("--lr", type=float, default=2e-3)
     optim.add_argument("--weight-decay", type=float, default=0.0)
     optim.add_argument("--schedule", choices=["plateau", "cosine", "none"], default="plateau",
@@ -115,7 +130,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE)
     run.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     run.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.awd:
+        if args.cell not in FUSED_LAYERS:
+            parser.error(f"--awd runs the fused cells ({', '.join(FUSED_LAYERS)}), not {args.cell!r}")
+        try:
+            awd_regularisation(args)
+        except ValueError as error:
+            parser.error(str(error))
+    return args
+
+
+def awd_regularisation(args: argparse.Namespace) -> AWDRegularisation:
+    return AWDRegularisation(
+        weight_drop=args.weight_drop, input_dropout=args.input_dropout, hidden_dropout=args.hidden_dropout,
+        output_dropout=args.dropout, activation_penalty=args.activation_penalty, temporal_penalty=args.temporal_penalty,
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,7 +172,7 @@ class TrainState:
 
 
 def build_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
-    if args.optimizer == "sgd":
+    if args.optimizer in ("sgd", "ntasgd"):
         return torch.optim.SGD(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     if args.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -157,8 +187,10 @@ def build_scheduler(args: argparse.Namespace, optimizer: torch.optim.Optimizer):
     return None
 
 
-def save_resumable(path: Path, model, optimizer, scheduler, state: TrainState, vocab: Vocabulary) -> None:
+def save_resumable(path: Path, model, optimizer, scheduler, state: TrainState, vocab: Vocabulary,
+                   averaging: NonMonotoneAveraging | None = None) -> None:
     payload = {
+        "averaging": averaging.state_dict() if averaging else None,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler else None,
@@ -214,6 +246,7 @@ class Trainer:
         self.optimizer = build_optimizer(args, self.model)
         self.scheduler = build_scheduler(args, self.optimizer)
         self.state = TrainState()
+        self.averaging = NonMonotoneAveraging(args.nonmono) if args.optimizer == "ntasgd" else None
         self.embeddings_source: dict | None = None
         if args.pretrained_embeddings and not resumed:
             self.embeddings_source = initialise_embeddings(self.model.embedding, self.corpus.vocab, args.pretrained_embeddings)
@@ -223,10 +256,21 @@ class Trainer:
             if self.scheduler and resumed["scheduler"]:
                 self.scheduler.load_state_dict(resumed["scheduler"])
             self.state = TrainState(**resumed["train_state"])
+            if self.averaging and resumed.get("averaging"):
+                self.averaging.load_state_dict(resumed["averaging"], self.model)
             torch.set_rng_state(resumed["torch_rng"])
             logger.info("resumed from %s at epoch %d, step %d", self.last_path, self.state.epoch, self.state.step)
         self.train_data = batchify(self.corpus.train, args.batch_size)[self.dist.rows(args.batch_size)].to(self.device)
-        self.trainable = self.dist.wrap(LossModule(self.model), self.device)
+        self.trainable = self.dist.wrap(self.objective(), self.device)
+
+    def objective(self) -> torch.nn.Module:
+        if not self.args.awd:
+            return LossModule(self.model)
+        return AWDLoss(self.model, awd_regularisation(self.args))
+
+    def evaluated_model(self) -> torch.nn.Module:
+        """The weights validation and the export read: NT-ASGD's average once it has begun."""
+        return self.averaging.model_for_evaluation(self.model) if self.averaging else self.model
 
     def make_tokenizer(self) -> Tokenizer:
         if self.args.level != "sentencepiece":
@@ -246,7 +290,7 @@ class Trainer:
 
     def checkpoint(self) -> None:
         if self.dist.is_main:
-            save_resumable(self.last_path, self.model, self.optimizer, self.scheduler, self.state, self.corpus.vocab)
+            save_resumable(self.last_path, self.model, self.optimizer, self.scheduler, self.state, self.corpus.vocab, self.averaging)
 
     def train_epoch(self) -> float | None:
         """One pass (or the rest of one, after a resume); mean training loss, None if stopped early."""
@@ -265,11 +309,13 @@ class Trainer:
                 break
             state = tuple(s.detach() for s in state)
             with self.autocast():
-                loss, state = self.trainable(inputs, targets, state)
+                objective, loss, state = self.trainable(inputs, targets, state)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             self.optimizer.step()
+            if self.averaging:
+                self.averaging.after_step(model)
             losses.append(loss.item())
             self.state.step += 1
             self.state.position = position + args.bptt
@@ -286,7 +332,7 @@ class Trainer:
         return sum(losses) / len(losses) if losses else float("nan")
 
     def validate(self) -> float:
-        loss = stream_loss(self.model, self.corpus.valid, self.args.eval_batch_size, EVAL_BPTT, self.device) if self.dist.is_main else 0.0
+        loss = stream_loss(self.evaluated_model(), self.corpus.valid, self.args.eval_batch_size, EVAL_BPTT, self.device) if self.dist.is_main else 0.0
         return self.dist.broadcast_float(loss, self.device)
 
     def export(self, metrics: dict) -> None:
@@ -306,12 +352,12 @@ class Trainer:
             "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items() if k != "argv"},
         }
         save_language_model(
-            self.export_dir, self.model.cpu(), self.corpus.vocab, self.tokenizer_config,
+            self.export_dir, self.evaluated_model().cpu(), self.corpus.vocab, self.tokenizer_config,
             {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics,
              **({"example_prompt": self.args.example_prompt} if self.args.example_prompt else {})},
             weights_dtype=self.args.weights_dtype, files=self.tokenizer_files(),
         )
-        self.model.to(self.device)
+        self.evaluated_model().to(self.device)
 
     def run(self) -> dict:
         args = self.args
@@ -335,6 +381,8 @@ class Trainer:
                 with open(metrics_path, "a", newline="") as handle:
                     csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
             logger.info("epoch %d: train loss %.4f, valid loss %.4f, valid ppl %.2f", row["epoch"], train_loss, valid_loss, row["valid_ppl"])
+            if self.averaging and self.averaging.after_validation(valid_loss, self.model):
+                logger.info("epoch %d: validation stopped improving; averaging the weights from here (NT-ASGD)", row["epoch"])
             if valid_loss < self.state.best_valid_loss:
                 self.state.best_valid_loss = valid_loss
                 self.state.epochs_without_improvement = 0
