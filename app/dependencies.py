@@ -1,5 +1,10 @@
 """FastAPI dependencies: the app's services live on app.state (set up by create_app's
-lifespan), never in module globals."""
+lifespan), never in module globals.
+
+They are `async def` although they only read an attribute: FastAPI runs a plain `def`
+dependency in its thread pool, and four thread hops per request (each a GIL hand-over) cost
+the event loop more than the request's own work once the CPU is shared with the worker.
+"""
 from __future__ import annotations
 
 from typing import Annotated
@@ -12,19 +17,19 @@ from app.model_store import ModelStore
 from app.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_cache(request: Request) -> ResultCache:
+async def get_cache(request: Request) -> ResultCache:
     return request.app.state.cache
 
 

@@ -3,16 +3,21 @@ user would write one, in LitServe's two batching modes.
 
     python -m bench.litserve_peer --model-dir weights/wikitext2-lstm --mode dynamic --port 8100
     python -m bench.litserve_peer --model-dir weights/wikitext2-lstm --mode continuous --port 8100
+    python -m bench.litserve_peer --model-dir weights/wikitext2-lstm --mode score --port 8100
 
 dynamic      LitServe's dynamic batcher (`max_batch_size`, `batch_timeout`): a batch of requests
              runs `models.generation.generate` together, until its longest member is done.
 continuous   LitServe's continuous-batching loop (streaming): requests join and leave between
              steps; every step prefills the newcomers and advances all live rows by one token
              with the same `prefill` / `decode_step` / `BatchSampler` the service uses.
+score        LitServe's dynamic batcher around the service's scoring code: the texts of a batch
+             of requests are sorted by length and scored in chunks of `--score-chunk` sequences
+             by `score_encoded` (unknown words spelled, as /v1/score does by default).
 
 Requests: POST /predict {"prompt": str, "max_tokens": int, "min_tokens": int, "seed": int | null};
 the dynamic server answers {"text", "completion_tokens"}, the continuous one streams JSON lines
-{"text"} per token, the last with "finish_reason" and "completion_tokens".
+{"text"} per token, the last with "finish_reason" and "completion_tokens". Scoring:
+POST /predict {"texts": [str, ...]} -> {"results": [{"tokens", "token_logprobs", "logprob", "num_tokens"}, ...]}.
 """
 from __future__ import annotations
 
@@ -55,6 +60,39 @@ class DynamicBatchGeneration(ls.LitAPI):
         completions = generate(self.loaded.model, self.loaded.vocab, self.loaded.tokenizer,
                                [prompt for prompt, _ in batch], [params for _, params in batch])
         return [{"text": c.text, "completion_tokens": len(c.token_ids)} for c in completions]
+
+    def unbatch(self, output):
+        return output
+
+    def encode_response(self, output):
+        return output[0] if isinstance(output, list) and self.max_batch_size == 1 else output
+
+
+class DynamicBatchScoring(ls.LitAPI):
+    def __init__(self, model_dir: str, threads: int | None, chunk: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model_dir, self.threads, self.chunk = model_dir, threads, chunk
+
+    def setup(self, device) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.loaded = load_model(self.model_dir, "cpu" if device == "cpu" else device)
+
+    def decode_request(self, request):
+        return [self.loaded.encode_text(text, True, True) for text in request["texts"]]
+
+    def predict(self, batch):
+        if batch and not isinstance(batch[0], list):  # max_batch_size 1: one request, not a list
+            batch = [batch]
+        flat = sorted(((r, i, e) for r, encoded in enumerate(batch) for i, e in enumerate(encoded)), key=lambda x: len(x[2].ids))
+        results = [[None] * len(encoded) for encoded in batch]
+        for start in range(0, len(flat), self.chunk):
+            chunk = flat[start : start + self.chunk]
+            for (request, index, _), scored in zip(chunk, self.loaded.score_encoded([e for _, _, e in chunk])):
+                # What /v1/score answers besides offsets: the tokens and each one's log-probability.
+                results[request][index] = {"tokens": scored.tokens, "token_logprobs": [round(x, 6) for x in scored.score.token_logprobs],
+                                           "logprob": scored.score.logprob, "num_tokens": scored.score.num_tokens}
+        return [{"results": r} for r in results]
 
     def unbatch(self, output):
         return output
@@ -141,15 +179,19 @@ class ContinuousGeneration(ls.LitAPI):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--mode", choices=["dynamic", "continuous"], required=True)
+    parser.add_argument("--mode", choices=["dynamic", "continuous", "score"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the worker (default: torch's)")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--score-chunk", type=int, default=64, help="sequences per scoring call (the service's default)")
     args = parser.parse_args(argv)
     if args.mode == "dynamic":
         api = DynamicBatchGeneration(args.model_dir, args.threads, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
+    elif args.mode == "score":
+        api = DynamicBatchScoring(args.model_dir, args.threads, args.score_chunk, max_batch_size=args.max_batch_size,
+                                  batch_timeout=args.batch_timeout)
     else:
         api = ContinuousGeneration(args.model_dir, args.threads, args.max_batch_size)
     server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=1, timeout=600)

@@ -6,7 +6,8 @@ same clients, same requests, one run.
 
 Every level sends the same pre-drawn requests to every engine: unseeded multinomial sampling of
 an exact number of tokens (min_tokens = max_tokens), 64 each ("equal") or drawn from 16..128
-("mixed"), max(16, 3 × clients) requests pulled from one queue by N concurrent clients.
+("mixed"), max(16, 3 × clients) requests pulled from one queue by N concurrent clients, each
+with its own keep-alive connection.
 Tokens/s = all tokens / wall time; latency per request (p50, p99); time to the first token for
 the streaming engines (for the others it is the whole request). Engines:
 
@@ -40,6 +41,8 @@ from bench.serve import free_port, percentile
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LENGTHS = {"equal": (64, 64), "mixed": (16, 128)}
+HEALTH_PATHS = {"rnnserve": "/healthz", "litserve": "/health"}
+SCORE_DATA = ROOT.parent / "shared" / "data" / "wikitext-2" / "valid.txt"
 PROMPTS = {"wikitext2-lstm": "The game was released in", "shakespeare-char-lstm": "ROMEO:\n"}
 
 
@@ -84,7 +87,9 @@ class Process:
 def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path, device: str = "cpu") -> Process:
     port = free_port()
     env = {"RNNSERVE_DEVICE": device, "RNNSERVE_MODELS_DIR": str(model_dir.parent), "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",
-           "RNNSERVE_REQUEST_TIMEOUT_S": "600", "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_BATCH_SIZE": str(max_batch_size)}
+           "RNNSERVE_REQUEST_TIMEOUT_S": "600", "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_BATCH_SIZE": str(max_batch_size),
+           # Every request computed, as by the peer (the benchmark repeats texts; scoring is deterministic).
+           "RNNSERVE_CACHE_MAX_ENTRIES": "0"}
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log"]
     return Process(command, env, port, "/readyz", log_dir / f"rnnserve-{port}.log")
@@ -151,26 +156,72 @@ async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, 
     return Timing(latency, first if first is not None else latency, tokens)
 
 
-async def run_level(url: str, engine: str, model: str, prompt: str, lengths: list[int], concurrency: int) -> dict:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for length in lengths:
-        queue.put_nowait(length)
+async def run_clients(url: str, engine: str, items: list, concurrency: int, send_one) -> tuple[list[Timing], float]:
+    """`concurrency` clients, each with its own connection (opened before the clock starts),
+    pull items from one queue and send each with `send_one(client, item)`. One connection pool
+    shared by all clients would make the load generator the bottleneck: httpx's pool scans
+    every connection for each request, and with 128 connections on the same two cores that
+    delayed the next requests of a batch of clients answered together by seconds."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
     timings: list[Timing] = []
-    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-        async def worker() -> None:
+    clients = [httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=1)) for _ in range(concurrency)]
+    try:
+        health = HEALTH_PATHS[engine.split("-")[0]]
+        await asyncio.gather(*(client.get(health) for client in clients))
+
+        async def worker(client: httpx.AsyncClient) -> None:
             while not queue.empty():
-                timings.append(await send(client, engine, model, prompt, queue.get_nowait()))
+                timings.append(await send_one(client, queue.get_nowait()))
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(worker(client) for client in clients))
+        return timings, time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+
+
+def summary(engine: str, concurrency: int, timings: list[Timing], elapsed: float, unit: str) -> dict:
     latencies = [t.latency for t in timings]
     firsts = [t.first_token for t in timings]
-    return {"engine": engine, "concurrency": concurrency, "requests": len(timings), "tokens": sum(t.tokens for t in timings),
-            "seconds": elapsed, "tokens_per_s": sum(t.tokens for t in timings) / elapsed,
+    done = sum(t.tokens for t in timings)
+    return {"engine": engine, "concurrency": concurrency, "requests": len(timings), unit: done,
+            "seconds": elapsed, f"{unit}_per_s": done / elapsed,
             "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99),
             "ttft_p50_s": percentile(firsts, 0.5), "ttft_p99_s": percentile(firsts, 0.99)}
+
+
+async def run_level(url: str, engine: str, model: str, prompt: str, lengths: list[int], concurrency: int) -> dict:
+    timings, elapsed = await run_clients(url, engine, lengths, concurrency, lambda client, length: send(client, engine, model, prompt, length))
+    return summary(engine, concurrency, timings, elapsed, "tokens")
+
+
+async def send_score(client: httpx.AsyncClient, engine: str, model: str, texts: list[str]) -> Timing:
+    started = time.perf_counter()
+    if engine == "rnnserve-score":
+        response = await client.post("/v1/score", json={"model": model, "texts": texts})
+    else:
+        response = await client.post("/predict", json={"texts": texts})
+    response.raise_for_status()
+    results = response.json()["results"]
+    if len(results) != len(texts) or not all(r["num_tokens"] > 0 for r in results):
+        raise RuntimeError(f"{engine} scored {len(results)} of {len(texts)} texts")
+    latency = time.perf_counter() - started
+    return Timing(latency, latency, len(texts))
+
+
+async def run_score_level(url: str, engine: str, model: str, batches: list[list[str]], concurrency: int) -> dict:
+    timings, elapsed = await run_clients(url, engine, batches, concurrency, lambda client, texts: send_score(client, engine, model, texts))
+    return summary(engine, concurrency, timings, elapsed, "sentences")
+
+
+def score_batches(path: Path, count: int, per_request: int, start: int = 0) -> list[list[str]]:
+    """`count` requests of `per_request` sentences each, cycling through the file's text lines
+    from line `start`."""
+    lines = [line.strip()[:400] for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line and not line.startswith("=")] or ["the cat sat on the mat ."]
+    return [[lines[(start + i * per_request + j) % len(lines)] for j in range(per_request)] for i in range(count)]
 
 
 def draw_lengths(mode: str, count: int, seed: int) -> list[int]:
@@ -209,23 +260,66 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def score_table(rows: list[dict]) -> str:
+    lines = ["| model | clients | engine | sentences/s | ÷ LitServe | p50 / p99 s |", "|---|---:|---|---:|---:|---|"]
+    for row in rows:
+        peers = [r["sentences_per_s"] for r in rows if r["engine"] == "litserve-score" and (r["model"], r["concurrency"]) == (row["model"], row["concurrency"])]
+        ratio = f"{row['sentences_per_s'] / peers[0]:.2f}×" if peers and row["engine"] == "rnnserve-score" else ""
+        lines.append(f"| {row['model']} | {row['concurrency']} | {row['engine']} | {row['sentences_per_s']:.0f} | {ratio} | "
+                     f"{row['p50_s']:.3f} / {row['p99_s']:.3f} |")
+    return "\n".join(lines)
+
+
+def run_scoring(args, model: str, log_dir: Path) -> list[dict]:
+    """Scoring: the same batches of sentences to /v1/score and to LitServe's dynamic batcher
+    around the same scoring code."""
+    rows = []
+    model_dir = args.models_dir / model
+    for engine in ("rnnserve-score", "litserve-score"):
+        if engine == "rnnserve-score":
+            server = start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
+        else:
+            server = start_litserve(model_dir, "score", args.litserve_score_batch_size, args.litserve_score_batch_timeout,
+                                    args.litserve_threads, log_dir, args.device)
+        try:
+            server.wait_ready()
+            for concurrency in args.score_concurrency:
+                batches = score_batches(args.score_data, max(16, args.requests_per_client * concurrency), args.texts_per_request,
+                                        start=concurrency * 1000)
+                row = asyncio.run(run_score_level(server.url, engine, model, batches, concurrency)) | {"model": model, "task": "score"}
+                rows.append(row)
+                print(f"{model} score c={concurrency:<4} {engine:<20} {row['sentences_per_s']:8.0f} sentences/s  "
+                      f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}", flush=True)
+        finally:
+            server.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
     parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--lengths", nargs="+", default=["equal", "mixed"], choices=list(LENGTHS))
-    parser.add_argument("--engines", nargs="+", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"])
+    parser.add_argument("--engines", nargs="*", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"],
+                        help="generation engines (none: scoring only)")
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--max-batch-size", type=int, default=128, help="live sequences per step, both servers")
     parser.add_argument("--litserve-batch-size", type=int, default=32, help="LitServe's dynamic max_batch_size")
     parser.add_argument("--litserve-batch-timeout", type=float, default=0.02)
     parser.add_argument("--litserve-threads", type=int, default=None, help="torch threads in LitServe's worker (default: torch's)")
+    parser.add_argument("--score-concurrency", type=int, nargs="*", default=[1, 8, 32], help="clients for scoring (none: skip)")
+    parser.add_argument("--texts-per-request", type=int, default=8, help="sentences in each scoring request")
+    parser.add_argument("--score-data", type=Path, default=SCORE_DATA, help="sentences to score, one per line")
+    parser.add_argument("--litserve-score-batch-size", type=int, default=8, help="requests per LitServe scoring batch")
+    parser.add_argument("--litserve-score-batch-timeout", type=float, default=0.005)
     parser.add_argument("--prompt", default=None, help="default: each model's example prompt")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where both servers run the model")
     parser.add_argument("--label", default="cpu")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.score_concurrency and not args.score_data.is_file():
+        parser.error(f"no sentences to score at {args.score_data} (give --score-data, or --score-concurrency with no value)")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="rnnserve-peers-"))  # the servers' logs, if one fails
     rows: list[dict] = []
@@ -250,7 +344,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         count = max(16, args.requests_per_client * concurrency)
                         drawn = draw_lengths(lengths, count, seed=concurrency)
                         row = asyncio.run(run_level(server.url, engine, model, prompt, drawn, concurrency))
-                        row |= {"model": model, "lengths": lengths}
+                        row |= {"model": model, "lengths": lengths, "task": "generate"}
                         rows.append(row)
                         print(f"{model} {lengths:>5} c={concurrency:<4} {engine:<20} {row['tokens_per_s']:8.0f} tok/s  "
                               f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}  ttft p99 {row['ttft_p99_s']:.3f}", flush=True)
@@ -260,16 +354,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     server.stop()
                     servers.pop("rnnserve", None) if engine.startswith("rnnserve") else None
     rows.sort(key=lambda r: (args.models.index(r["model"]), args.lengths.index(r["lengths"]), r["concurrency"], args.engines.index(r["engine"])))
+    score_rows = [row for model in args.models for row in run_scoring(args, model, log_dir)] if args.score_concurrency else []
     header = (f"rnnserve against LitServe on the same weights, {args.requests_per_client} requests per client (at least 16), "
               f"LitServe dynamic max_batch_size {args.litserve_batch_size} / batch_timeout {args.litserve_batch_timeout} s, "
               f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), models on {args.device}")
     text = header + "\n\n" + table(rows)
+    if score_rows:
+        text += (f"\n\nScoring, {args.texts_per_request} sentences per request (WikiText-2 validation lines), "
+                 f"LitServe max_batch_size {args.litserve_score_batch_size} requests / batch_timeout {args.litserve_score_batch_timeout} s:\n\n"
+                 + score_table(score_rows))
     print("\n" + text)
     (args.output_dir / f"peers-{args.label}.md").write_text(text + "\n")
-    (args.output_dir / f"peers-{args.label}.json").write_text(json.dumps({"rows": rows, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    (args.output_dir / f"peers-{args.label}.json").write_text(json.dumps({"rows": rows, "score_rows": score_rows, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     plot(rows, args.output_dir / f"peers-{args.label}.png", header)
     print(f"wrote {args.output_dir}/peers-{args.label}.md, .json and .png")
-    return rows
+    return rows + score_rows
 
 
 if __name__ == "__main__":

@@ -6,12 +6,17 @@ from bench.roofline import main as roofline
 
 def test_peers_compares_every_engine_on_the_same_requests(tmp_path, tiny_models_dir):
     rows = peers(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--prompt", "the cat",
-                  "--concurrency", "2", "--lengths", "mixed", "--requests-per-client", "2", "--output-dir", str(tmp_path)])
-    engines = [row["engine"] for row in rows]
-    assert engines == ["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"]
-    assert len({row["tokens"] for row in rows}) == 1  # the same requests, every token delivered
-    assert all(row["tokens_per_s"] > 0 for row in rows)
-    assert "÷ best LitServe" in (tmp_path / "peers-cpu.md").read_text()
+                  "--concurrency", "2", "--lengths", "mixed", "--requests-per-client", "2", "--score-concurrency", "2",
+                  "--output-dir", str(tmp_path)])
+    generation = [row for row in rows if row["task"] == "generate"]
+    assert [row["engine"] for row in generation] == ["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"]
+    assert len({row["tokens"] for row in generation}) == 1  # the same requests, every token delivered
+    assert all(row["tokens_per_s"] > 0 for row in generation)
+    scoring = [row for row in rows if row["task"] == "score"]  # every sentence scored by both, counted
+    assert [row["engine"] for row in scoring] == ["rnnserve-score", "litserve-score"]
+    assert len({row["sentences"] for row in scoring}) == 1 and all(row["sentences_per_s"] > 0 for row in scoring)
+    report = (tmp_path / "peers-cpu.md").read_text()
+    assert "÷ best LitServe" in report and "sentences/s" in report
 
 
 def test_roofline_accounts_for_a_step(tmp_path, tiny_models_dir):
