@@ -8,22 +8,28 @@ Steps, each a table in the output folder:
   1. models: the shipped word and character models, and a 2x650 LSTM with the word model's
      vocabulary and random weights (speed does not depend on training);
   2. the roofline of a decode step on the device (bench.roofline);
-  3. the peer table on the device (bench.peers: rnnserve and LitServe, same weights);
+  3. the peer table on the device (bench.peers: rnnserve and LitServe, same weights), and the
+     ceiling of its ratio from step costs alone (bench.batching_ceiling);
   4. bf16 against fp32: per-token log-probabilities of WikiText-2 validation sentences with the
      embedding and the recurrent layers in bfloat16 (the output layer in float32), the largest
      difference and the perplexity change, so bf16 serving is only recommended where scores
-     stay within 1e-3.
+     stay within 1e-3;
+  5. CUDA graphs: one decode step (cell and output layer) captured once per batch size and
+     replayed, against the same step run eagerly: time per step and the largest logit
+     difference, to decide whether the engine should replay graphs (on the CPU it says why
+     there is nothing to measure).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
 
-from bench import peers, roofline
+from bench import batching_ceiling, peers, roofline
 from models.checkpoint import load_language_model, save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.scoring import score_sequences
@@ -72,6 +78,63 @@ def bf16_against_fp32(model_dir: Path, device: torch.device, sentences: int) -> 
             "perplexity_fp32": float(torch.tensor(nll(exact)).exp()), "perplexity_bf16": float(torch.tensor(nll(low)).exp())}
 
 
+def cuda_graph_steps(model_dir: Path, device: torch.device, batches: list[int], repeats: int) -> list[dict]:
+    """Eager decode steps against the same step captured as a CUDA graph and replayed."""
+    if device.type != "cuda":
+        return [{"model": model_dir.name, "unsupported": "CUDA graphs need a CUDA device"}]
+    model = load_language_model(model_dir, device).model.eval()
+    rows = []
+    for batch in batches:
+        generator = torch.Generator(device=device).manual_seed(batch)
+        tokens = torch.randint(0, model.config.vocab_size, (batch,), device=device, generator=generator)
+        state = tuple(torch.randn(s.shape, device=device, generator=generator) * 0.1 for s in model.init_state(batch, device))
+        try:
+            static_tokens, static_state = tokens.clone(), tuple(s.clone() for s in state)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graphs asks
+                for _ in range(3):
+                    model.step(static_tokens, static_state)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_logits, _ = model.step(static_tokens, static_state)
+            eager_logits, _ = model.step(tokens, state)
+            static_tokens.copy_(tokens)
+            graph.replay()
+            torch.cuda.synchronize(device)
+            difference = (static_logits.float() - eager_logits.float()).abs().max().item()
+
+            def timed(run) -> float:
+                for _ in range(3):
+                    run()
+                torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    run()
+                torch.cuda.synchronize(device)
+                return (time.perf_counter() - started) / repeats
+
+            eager_s = timed(lambda: model.step(tokens, state))
+            graph_s = timed(lambda: (static_tokens.copy_(tokens), graph.replay()))
+            rows.append({"model": model_dir.name, "batch": batch, "eager_ms": eager_s * 1e3, "graph_ms": graph_s * 1e3,
+                         "speedup": eager_s / graph_s, "max_abs_logit_difference": difference})
+        except RuntimeError as error:  # a capture that fails is a result too, not the end of the run
+            rows.append({"model": model_dir.name, "batch": batch, "unsupported": str(error).splitlines()[0]})
+    return rows
+
+
+def cuda_graph_table(rows: list[dict]) -> str:
+    lines = ["| model | batch | eager ms/step | graph ms/step | eager ÷ graph | max abs logit Δ |", "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if "unsupported" in row:
+            lines.append(f"| {row['model']} | {row.get('batch', '')} | {row['unsupported']} | | | |")
+        else:
+            lines.append(f"| {row['model']} | {row['batch']} | {row['eager_ms']:.3f} | {row['graph_ms']:.3f} | "
+                         f"{row['speedup']:.2f}× | {row['max_abs_logit_difference']:.1e} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -92,6 +155,11 @@ def main(argv: list[str] | None = None) -> dict:
                                         "--batch-sizes", *batches, "--repeats", "3" if args.quick else "20",
                                         "--label", label, "--output-dir", str(out)])
     peer_models = [models[0]] if args.quick else [models[0], models[2]]
+    report["batching_ceiling"] = batching_ceiling.main(
+        ["--models", *peer_models, "--models-dir", str(models_dir), "--device", args.device, "--label", label, "--output-dir", str(out),
+         *(["--concurrency", "2", "--requests-per-client", "3", "--batch-sizes", "1", "2", "--repeats", "2"] if args.quick
+           else ["--concurrency", "8", "32", "128", "256",
+                 "--batch-sizes", "1", "2", "4", "8", "16", "32", "64", "96", "128"])])
     report["peers"] = peers.main(["--models", *peer_models, "--models-dir", str(models_dir), "--device", args.device,
                                   "--concurrency", *(["2"] if args.quick else ["8", "32", "128", "256"]),
                                   "--score-concurrency", *(["2"] if args.quick else ["1", "8", "32", "128"]),
@@ -105,6 +173,10 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {row['model']} | {row['tokens']} | {row['max_abs_logprob_difference']:.2e} | {row['mean_abs_logprob_difference']:.2e} | "
                      f"{row['perplexity_fp32']:.2f} | {row['perplexity_bf16']:.2f} | {'yes' if row['max_abs_logprob_difference'] <= 1e-3 else 'no'} |")
     (out / f"bf16-{label}.md").write_text(f"bf16 recurrent layers against fp32 on {report['device']}\n\n" + "\n".join(lines) + "\n")
+    report["cuda_graphs"] = [row for name in models for row in cuda_graph_steps(
+        models_dir / name, device, [1, 8] if args.quick else [1, 8, 64, 256], 5 if args.quick else 200)]
+    (out / f"cuda-graphs-{label}.md").write_text(f"decode step, eager against a replayed CUDA graph, on {report['device']}\n\n"
+                                                 + cuda_graph_table(report["cuda_graphs"]) + "\n")
     (out / f"gpu-{label}.json").write_text(json.dumps(report, indent=2, default=str))
     shutil.rmtree(models_dir)  # rebuilt in seconds; keeps the folder small for the transfer back
     print("\n".join(lines))

@@ -37,3 +37,24 @@ def test_the_gpu_script_runs_its_steps_on_the_cpu(tmp_path):
     for row in report["bf16"]:  # measured where the device has bfloat16 LSTMs, else said so
         assert "unsupported" in row or (row["tokens"] > 100 and row["max_abs_logprob_difference"] >= 0)
     assert (tmp_path / "bf16-cpu-check.md").exists() and (tmp_path / "roofline-cpu-check.md").exists()
+    # CUDA graphs are measured on a GPU only; on the CPU each model's row says so.
+    assert report["cuda_graphs"] and all(row["unsupported"] == "CUDA graphs need a CUDA device" for row in report["cuda_graphs"])
+    assert "CUDA graphs need a CUDA device" in (tmp_path / "cuda-graphs-cpu-check.md").read_text()
+
+
+def test_batching_ceiling_replays_the_same_requests_through_both_schedules(tmp_path, tiny_models_dir):
+    from bench.batching_ceiling import continuous_seconds, dynamic_seconds, main as ceiling
+
+    flat = lambda rows: 1.0  # a step costs the same whatever its rows (a GPU's regime)
+    # Two clients, lengths 1 and 3: continuous runs 3 steps; the dynamic batch also 3 (its longest).
+    assert continuous_seconds([1, 3], 2, 128, flat) == dynamic_seconds([1, 3], 2, 32, flat) == 3
+    # Lengths 1, 3, 1, 1 from two clients: continuous refills each freed row at once (3 steps);
+    # the dynamic batcher runs 1+3 until the 3 is done, then 1+1 (4 steps).
+    assert continuous_seconds([1, 3, 1, 1], 2, 128, flat) == 3 and dynamic_seconds([1, 3, 1, 1], 2, 32, flat) == 4
+    per_row = lambda rows: float(rows)  # a step costs its rows (a CPU's regime): no schedule wins
+    assert continuous_seconds([1, 3, 1, 1], 2, 128, per_row) == dynamic_seconds([1, 3, 1, 1], 2, 32, per_row) == 6
+    rows = ceiling(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--concurrency", "2",
+                    "--requests-per-client", "3", "--batch-sizes", "1", "2", "--repeats", "2", "--output-dir", str(tmp_path)])
+    assert {(r["lengths"], r["clients"]) for r in rows} == {("equal", 2), ("mixed", 2)}
+    assert all(r["ratio"] > 0.5 and r["continuous_tokens_per_s"] > 0 for r in rows)
+    assert (tmp_path / "batching-ceiling-cpu.md").exists()

@@ -1,0 +1,128 @@
+"""What continuous batching can gain over a dynamic batcher on this device, from measured step
+costs alone (no HTTP, no client): the ceiling of bench.peers' "rnnserve ÷ LitServe" ratio.
+
+    .venv/bin/python -m bench.batching_ceiling [--models wikitext2-lstm shakespeare-char-lstm] [--device cpu]
+
+The engine's whole decode step (`ContinuousBatcher.step`: cell, output layer, sampling,
+bookkeeping) is timed at a range of batch sizes. Then the same pre-drawn requests as
+bench.peers (exact lengths 64, or 16..128) are replayed through two schedules, each step
+costing the measured (interpolated) time for its number of live rows, prompts not counted:
+
+  continuous  every client's next request joins as soon as its last one ends (up to
+              --max-batch-size live rows);
+  dynamic     LitServe's dynamic batcher: up to --dynamic-batch-size waiting requests start
+              together and run until the longest is done; a client's next request waits for
+              the next batch.
+
+Where a step costs about the same for 8 rows as for 32 (a GPU), the dynamic batcher's
+shrinking batches waste most of their steps and the ratio approaches the longest / mean length;
+where the cost grows with every row (a CPU), a shrinking batch also costs less per step, and
+little is left to win. Prints a table, writes bench/results/batching-ceiling-<label>.md/.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.engine.batcher import ContinuousBatcher
+from app.engine.lm_tasks import TokenLimits
+from app.engine.messages import GenerateJob
+from bench.peers import LENGTHS, PROMPTS, draw_lengths
+from bench.roofline import timed
+from models.registry import load_model
+from models.sampling import SamplingParams
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BATCHES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128]
+
+
+def step_costs(loaded, batches: list[int], repeats: int) -> dict[int, float]:
+    """Seconds per engine step with `batch` live rows."""
+    costs = {}
+    for batch in batches:
+        params = [SamplingParams(max_tokens=100_000, min_tokens=100_000) for _ in range(batch)]
+        batcher = ContinuousBatcher(loaded, batch, TokenLimits(4096, 4096))
+        batcher.submit(GenerateJob("ceiling", loaded.model_id, PROMPTS.get(loaded.model_id, "The"), params), lambda event: None)
+        batcher.step(lambda event: None)  # the prefill
+        costs[batch] = timed(lambda: batcher.step(lambda event: None), repeats)
+    return costs
+
+
+def continuous_seconds(lengths: list[int], clients: int, max_rows: int, cost) -> float:
+    waiting, live, seconds = list(reversed(lengths)), [], 0.0
+    while waiting or live:
+        while waiting and len(live) < min(clients, max_rows):
+            live.append(waiting.pop())
+        seconds += cost(len(live))
+        live = [left - 1 for left in live if left > 1]
+    return seconds
+
+
+def dynamic_seconds(lengths: list[int], clients: int, batch_size: int, cost) -> float:
+    """Clients send in turn; a batch takes up to `batch_size` of the requests waiting when it
+    starts (at most one per client, who waits for its answer before sending the next)."""
+    waiting, seconds = list(reversed(lengths)), 0.0
+    while waiting:
+        batch = [waiting.pop() for _ in range(min(batch_size, clients, len(waiting)))]
+        seconds += sum(cost(sum(1 for length in batch if length > step)) for step in range(max(batch)))
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--max-batch-size", type=int, default=128)
+    parser.add_argument("--dynamic-batch-size", type=int, default=32)
+    parser.add_argument("--requests-per-client", type=int, default=30, help="more than bench.peers: a steadier estimate")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCHES)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--label", default="cpu")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    with torch.inference_mode():
+        for model_id in args.models:
+            loaded = load_model(args.models_dir / model_id, args.device)
+            costs = step_costs(loaded, [b for b in args.batch_sizes if b <= args.max_batch_size], args.repeats)
+            sizes, seconds = np.array(sorted(costs)), np.array([costs[b] for b in sorted(costs)])
+
+            def cost(rows: int) -> float:
+                return float(np.interp(rows, sizes, seconds)) if rows else 0.0
+
+            for lengths in LENGTHS:
+                for clients in args.concurrency:
+                    drawn = draw_lengths(lengths, args.requests_per_client * clients, seed=clients)
+                    tokens = sum(drawn)
+                    continuous = continuous_seconds(drawn, clients, args.max_batch_size, cost)
+                    dynamic = dynamic_seconds(drawn, clients, args.dynamic_batch_size, cost)
+                    rows.append({"model": model_id, "lengths": lengths, "clients": clients, "continuous_tokens_per_s": tokens / continuous,
+                                 "dynamic_tokens_per_s": tokens / dynamic, "ratio": dynamic / continuous,
+                                 "step_ms": {b: round(s * 1e3, 3) for b, s in costs.items()}})
+    lines = [f"| model | lengths | clients | continuous tok/s | dynamic ({args.dynamic_batch_size}) tok/s | ceiling of the ratio |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['lengths']} | {r['clients']} | {r['continuous_tokens_per_s']:.0f} | "
+                     f"{r['dynamic_tokens_per_s']:.0f} | {r['ratio']:.2f}× |")
+    steps = "; ".join(f"{m}: " + ", ".join(f"{b} rows {ms} ms" for b, ms in next(r for r in rows if r["model"] == m)["step_ms"].items())
+                      for m in args.models)
+    text = (f"engine steps only, {args.device}, {args.threads} threads; measured step times: {steps}\n\n" + "\n".join(lines))
+    print(text)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / f"batching-ceiling-{args.label}.md").write_text(text + "\n")
+    (args.output_dir / f"batching-ceiling-{args.label}.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
