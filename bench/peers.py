@@ -14,6 +14,8 @@ the streaming engines (for the others it is the whole request). Engines:
   rnnserve             the service, POST /v1/generate (continuous batching, worker process)
   rnnserve-stream      the same server, "stream": true
   litserve-dynamic     LitServe's dynamic batcher around models.generation.generate
+                       (--litserve-batch-size, 32 by default; its best setting up to 32 clients)
+  litserve-dynamic-N   the same with max_batch_size N (128: its best setting at 128 clients)
   litserve-continuous  LitServe's continuous-batching loop (streaming) around prefill/decode_step
 
 Prints a table, writes bench/results/peers-<label>.{md,json,png}.
@@ -135,7 +137,7 @@ async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, 
                             tokens = event["usage"]["completion_tokens"]
     else:
         body = {"prompt": prompt, "max_tokens": length, "min_tokens": length, "seed": None}
-        if engine == "litserve-dynamic":
+        if engine.startswith("litserve-dynamic"):
             response = await client.post("/predict", json=body)
             response.raise_for_status()
             tokens = response.json()["completion_tokens"]
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--lengths", nargs="+", default=["equal", "mixed"], choices=list(LENGTHS))
-    parser.add_argument("--engines", nargs="*", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"],
+    parser.add_argument("--engines", nargs="*", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-dynamic-128", "litserve-continuous"],
                         help="generation engines (none: scoring only)")
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--max-batch-size", type=int, default=128, help="live sequences per step, both servers")
@@ -333,8 +335,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
                 server = servers["rnnserve"]
             else:
-                mode = engine.removeprefix("litserve-")
-                size = args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
+                mode, _, size_given = engine.removeprefix("litserve-").partition("-")
+                size = int(size_given) if size_given else args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
                 server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir, args.device)
             try:
                 server.wait_ready()

@@ -9,7 +9,7 @@ def test_peers_compares_every_engine_on_the_same_requests(tmp_path, tiny_models_
                   "--concurrency", "2", "--lengths", "mixed", "--requests-per-client", "2", "--score-concurrency", "2",
                   "--output-dir", str(tmp_path)])
     generation = [row for row in rows if row["task"] == "generate"]
-    assert [row["engine"] for row in generation] == ["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-continuous"]
+    assert [row["engine"] for row in generation] == ["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-dynamic-128", "litserve-continuous"]
     assert len({row["tokens"] for row in generation}) == 1  # the same requests, every token delivered
     assert all(row["tokens_per_s"] > 0 for row in generation)
     scoring = [row for row in rows if row["task"] == "score"]  # every sentence scored by both, counted
