@@ -10,7 +10,7 @@ costing the measured (interpolated) time for its number of live rows, prompts no
 
   continuous  every client's next request joins as soon as its last one ends (up to
               --max-batch-size live rows);
-  dynamic     LitServe's dynamic batcher: up to --dynamic-batch-size waiting requests start
+  dynamic     LitServe's dynamic batcher: up to max_batch_size (--dynamic-batch-sizes) waiting requests start
               together and run until the longest is done; a client's next request waits for
               the next batch.
 
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--max-batch-size", type=int, default=128)
-    parser.add_argument("--dynamic-batch-size", type=int, default=32)
+    parser.add_argument("--dynamic-batch-sizes", type=int, nargs="+", default=[32, 128],
+                        help="LitServe max_batch_size settings; the ratio is against the best")
     parser.add_argument("--requests-per-client", type=int, default=30, help="more than bench.peers: a steadier estimate")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCHES)
     parser.add_argument("--repeats", type=int, default=20)
@@ -105,15 +106,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     drawn = draw_lengths(lengths, args.requests_per_client * clients, seed=clients)
                     tokens = sum(drawn)
                     continuous = continuous_seconds(drawn, clients, args.max_batch_size, cost)
-                    dynamic = dynamic_seconds(drawn, clients, args.dynamic_batch_size, cost)
+                    dynamic = {size: dynamic_seconds(drawn, clients, size, cost) for size in args.dynamic_batch_sizes}
                     rows.append({"model": model_id, "lengths": lengths, "clients": clients, "continuous_tokens_per_s": tokens / continuous,
-                                 "dynamic_tokens_per_s": tokens / dynamic, "ratio": dynamic / continuous,
+                                 "dynamic_tokens_per_s": {size: tokens / seconds for size, seconds in dynamic.items()},
+                                 "ratio": min(dynamic.values()) / continuous,
                                  "step_ms": {b: round(s * 1e3, 3) for b, s in costs.items()}})
-    lines = [f"| model | lengths | clients | continuous tok/s | dynamic ({args.dynamic_batch_size}) tok/s | ceiling of the ratio |",
-             "|---|---|---:|---:|---:|---:|"]
+    dynamic_columns = "".join(f" dynamic {size} tok/s |" for size in args.dynamic_batch_sizes)
+    lines = [f"| model | lengths | clients | continuous tok/s |{dynamic_columns} ceiling of the ratio (continuous ÷ best dynamic) |",
+             "|---|---|---:|---:|" + "---:|" * len(args.dynamic_batch_sizes) + "---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['lengths']} | {r['clients']} | {r['continuous_tokens_per_s']:.0f} | "
-                     f"{r['dynamic_tokens_per_s']:.0f} | {r['ratio']:.2f}× |")
+        dynamic_cells = "".join(f" {r['dynamic_tokens_per_s'][size]:.0f} |" for size in args.dynamic_batch_sizes)
+        lines.append(f"| {r['model']} | {r['lengths']} | {r['clients']} | {r['continuous_tokens_per_s']:.0f} |{dynamic_cells} {r['ratio']:.2f}× |")
     steps = "; ".join(f"{m}: " + ", ".join(f"{b} rows {ms} ms" for b, ms in next(r for r in rows if r["model"] == m)["step_ms"].items())
                       for m in args.models)
     text = (f"engine steps only, {args.device}, {args.threads} threads; measured step times: {steps}\n\n" + "\n".join(lines))
