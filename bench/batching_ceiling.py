@@ -90,12 +90,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--label", default="cpu")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    largest = max(args.max_batch_size, *args.dynamic_batch_sizes)
+    if max(args.batch_sizes) < largest:
+        parser.error(f"--batch-sizes must reach {largest} rows (the largest batch a schedule runs); costs are not extrapolated")
     torch.set_num_threads(args.threads)
     rows = []
     with torch.inference_mode():
         for model_id in args.models:
             loaded = load_model(args.models_dir / model_id, args.device)
-            costs = step_costs(loaded, [b for b in args.batch_sizes if b <= args.max_batch_size], args.repeats)
+            costs = step_costs(loaded, [b for b in args.batch_sizes if b <= largest], args.repeats)
             sizes, seconds = np.array(sorted(costs)), np.array([costs[b] for b in sorted(costs)])
 
             def cost(rows: int) -> float:

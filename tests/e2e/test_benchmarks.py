@@ -1,5 +1,7 @@
 """The performance benchmarks, kept working on the tiny model: the peer comparison (real
 uvicorn against real LitServe servers, token counts checked on every answer) and the roofline."""
+import pytest
+
 from bench.peers import main as peers
 from bench.roofline import main as roofline
 
@@ -54,7 +56,10 @@ def test_batching_ceiling_replays_the_same_requests_through_both_schedules(tmp_p
     per_row = lambda rows: float(rows)  # a step costs its rows (a CPU's regime): no schedule wins
     assert continuous_seconds([1, 3, 1, 1], 2, 128, per_row) == dynamic_seconds([1, 3, 1, 1], 2, 32, per_row) == 6
     rows = ceiling(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--concurrency", "2",
-                    "--requests-per-client", "3", "--batch-sizes", "1", "2", "--repeats", "2", "--output-dir", str(tmp_path)])
+                    "--requests-per-client", "3", "--batch-sizes", "1", "2", "--max-batch-size", "2", "--dynamic-batch-sizes", "2",
+                    "--repeats", "2", "--output-dir", str(tmp_path)])
     assert {(r["lengths"], r["clients"]) for r in rows} == {("equal", 2), ("mixed", 2)}
     assert all(r["ratio"] > 0.5 and r["continuous_tokens_per_s"] > 0 for r in rows)
     assert (tmp_path / "batching-ceiling-cpu.md").exists()
+    with pytest.raises(SystemExit):  # a schedule of 128 rows needs a measured step of 128 rows
+        ceiling(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--batch-sizes", "1", "2"])
