@@ -86,13 +86,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def load(url: str, model: str, concurrency: int, seconds: float, max_tokens: int, prompt: str) -> dict:
-    deadline = time.perf_counter() + seconds
+    """`concurrency` clients, each on its own connection (opened before the window starts: a
+    pool shared by all would scan every connection per request and slow the client itself)."""
     latencies: list[float] = []
     tokens = 0
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=None, limits=limits) as client:
-        async def worker() -> None:
+    clients = [httpx.AsyncClient(base_url=url, timeout=None, limits=httpx.Limits(max_connections=1)) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*(client.get("/healthz") for client in clients))
+        deadline = time.perf_counter() + seconds
+
+        async def worker(client: httpx.AsyncClient) -> None:
             nonlocal tokens, errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
@@ -108,8 +112,10 @@ async def load(url: str, model: str, concurrency: int, seconds: float, max_token
                 tokens += response.json()["usage"]["completion_tokens"]
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client) for client in clients))
         elapsed = min(time.perf_counter() - started, seconds)
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "tokens_per_s": tokens / elapsed,
             "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99)}
 
