@@ -155,3 +155,24 @@ def test_language_models_refuse_beam_search(loaded):
     batcher.submit(GenerateJob("beam", "tiny-word-lstm", "the cat", [SamplingParams(strategy="beam", beam_size=3)]), events.append)
     assert [type(e).__name__ for e in events] == ["JobError"] and events[0].param == "strategy"
     assert not batcher.busy
+
+
+def test_a_stream_joining_a_running_batch_gets_its_first_token_at_the_next_step(loaded):
+    """A streamed newcomer is prefilled at once (its first token after one step); a request
+    that waits for its whole answer reads its prompt through the shared steps instead. Both
+    generate what they would alone."""
+    batcher = ContinuousBatcher(loaded, max_batch_size=8, limits=LIMITS)
+    events: list = []
+    running = SamplingParams(strategy="argmax", max_tokens=60, min_tokens=60)
+    batcher.submit(GenerateJob("running", loaded.model_id, "the cat", [running]), events.append)
+    batcher.step(events.append)
+    params = SamplingParams(strategy="argmax", max_tokens=6)
+    prompt = "my friend looked at the"
+    batcher.submit(GenerateJob("stream", loaded.model_id, prompt, [params], stream=True), events.append)
+    batcher.submit(GenerateJob("whole", loaded.model_id, prompt, [params]), events.append)
+    batcher.step(events.append)
+    assert [e.request_id for e in events if isinstance(e, TokenEvent)] == ["stream"]
+    (whole,) = [row for row in batcher.rows if row.request_id == "whole"]
+    assert whole.prompt_left == len(loaded.encode_text(prompt).ids) - 1  # one prompt token read per step
+    run_until_done(batcher, events)
+    assert tokens_of(events, "stream") == tokens_of(events, "whole") == solo(loaded, prompt, params)
