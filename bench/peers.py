@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.serve import free_port, percentile
+from bench.serve import connected_clients, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -159,19 +159,13 @@ async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, 
 
 
 async def run_clients(url: str, engine: str, items: list, concurrency: int, send_one) -> tuple[list[Timing], float]:
-    """`concurrency` clients, each with its own connection (opened before the clock starts),
-    pull items from one queue and send each with `send_one(client, item)`. One connection pool
-    shared by all clients would make the load generator the bottleneck: httpx's pool scans
-    every connection for each request, and with 128 connections on the same two cores that
-    delayed the next requests of a batch of clients answered together by seconds."""
+    """`concurrency` clients, each on its own connection (`bench.serve.connected_clients`),
+    pull items from one queue and send each with `send_one(client, item)`."""
     queue: asyncio.Queue = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
     timings: list[Timing] = []
-    clients = [httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=1)) for _ in range(concurrency)]
-    try:
-        health = HEALTH_PATHS[engine.split("-")[0]]
-        await asyncio.gather(*(client.get(health) for client in clients))
+    async with connected_clients(url, concurrency, HEALTH_PATHS[engine.split("-")[0]], timeout=600) as clients:
 
         async def worker(client: httpx.AsyncClient) -> None:
             while not queue.empty():
@@ -180,8 +174,6 @@ async def run_clients(url: str, engine: str, items: list, concurrency: int, send
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for client in clients))
         return timings, time.perf_counter() - started
-    finally:
-        await asyncio.gather(*(client.aclose() for client in clients))
 
 
 def summary(engine: str, concurrency: int, timings: list[Timing], elapsed: float, unit: str) -> dict:

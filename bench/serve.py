@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -85,15 +86,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+@contextlib.asynccontextmanager
+async def connected_clients(url: str, count: int, health_path: str, timeout: float | None = None):
+    """`count` HTTP clients, each with one keep-alive connection, opened (by a GET of
+    `health_path`) before the caller starts its clock. One pool shared by all clients would
+    make the load generator the bottleneck: httpx's pool scans every connection for each
+    request, and with 128 connections on two cores that delayed a burst of new requests by
+    seconds."""
+    clients = [httpx.AsyncClient(base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=1)) for _ in range(count)]
+    try:
+        await asyncio.gather(*(client.get(health_path) for client in clients))
+        yield clients
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+
+
 async def load(url: str, model: str, concurrency: int, seconds: float, max_tokens: int, prompt: str) -> dict:
-    """`concurrency` clients, each on its own connection (opened before the window starts: a
-    pool shared by all would scan every connection per request and slow the client itself)."""
+    """`concurrency` clients (see `connected_clients`) for a window of `seconds`."""
     latencies: list[float] = []
     tokens = 0
     errors = 0
-    clients = [httpx.AsyncClient(base_url=url, timeout=None, limits=httpx.Limits(max_connections=1)) for _ in range(concurrency)]
-    try:
-        await asyncio.gather(*(client.get("/healthz") for client in clients))
+    async with connected_clients(url, concurrency, "/healthz") as clients:
         deadline = time.perf_counter() + seconds
 
         async def worker(client: httpx.AsyncClient) -> None:
@@ -114,8 +127,6 @@ async def load(url: str, model: str, concurrency: int, seconds: float, max_token
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for client in clients))
         elapsed = min(time.perf_counter() - started, seconds)
-    finally:
-        await asyncio.gather(*(client.aclose() for client in clients))
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "tokens_per_s": tokens / elapsed,
             "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99)}
 

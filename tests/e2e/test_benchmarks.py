@@ -63,3 +63,19 @@ def test_batching_ceiling_replays_the_same_requests_through_both_schedules(tmp_p
     assert (tmp_path / "batching-ceiling-cpu.md").exists()
     with pytest.raises(SystemExit):  # a schedule of 128 rows needs a measured step of 128 rows
         ceiling(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--batch-sizes", "1", "2"])
+
+
+def test_serving_benchmark_load_drives_a_real_server(tmp_path, tiny_models_dir):
+    """bench.serve's load window: every client on its own connection, answers counted."""
+    import asyncio
+
+    from bench.peers import start_rnnserve
+    from bench.serve import load
+
+    server = start_rnnserve(tiny_models_dir / "tiny-word-lstm", 8, tmp_path)
+    try:
+        server.wait_ready()
+        result = asyncio.run(load(server.url, "tiny-word-lstm", 3, 1.0, 4, "the cat"))
+    finally:
+        server.stop()
+    assert result["errors"] == 0 and result["requests"] >= 3 and result["tokens_per_s"] > 0
