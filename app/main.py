@@ -50,7 +50,8 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
         threads = max(1, (os.cpu_count() or 1) // len(devices))
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
-        WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(), limits, threads)
+        WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(), limits, threads,
+                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20))
         for index, device in enumerate(devices)
     ]
     return WorkerPool(configs, settings.worker_mode, settings.max_in_flight_per_worker, settings.request_timeout_s, metrics)

@@ -21,6 +21,8 @@ class Metrics:
         self.batch_size = Histogram("rnnserve_batch_size", "rows per engine step", ["kind"], buckets=BATCH_BUCKETS, registry=r)
         self.time_to_first_token = Histogram("rnnserve_time_to_first_token_seconds", "from submission to the first token", buckets=LATENCY_BUCKETS, registry=r)
         self.inter_token = Histogram("rnnserve_inter_token_seconds", "time between tokens of a sequence", buckets=LATENCY_BUCKETS, registry=r)
+        self.prompt_tokens = Counter("rnnserve_prompt_tokens", "generation prompt tokens (start token included), taken from the prompt-state cache or read by the model",
+                                     ["source"], registry=r)
         self.tokens_generated = Counter("rnnserve_tokens_generated", "tokens generated", ["model"], registry=r)
         self.cache = Counter("rnnserve_cache_lookups", "result cache lookups", ["result"], registry=r)
         self.worker_restarts = Counter("rnnserve_worker_restarts", "workers restarted after dying", registry=r)

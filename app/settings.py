@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     score_max_wait_ms: float = Field(5.0, ge=0, description="how long a score request may wait for others to batch with")
     caption_max_batch_size: int = Field(64, ge=1, description="images per caption batch (one encoder pass)")
     caption_max_wait_ms: float = Field(5.0, ge=0, description="how long a caption request may wait for others to batch with")
+    prompt_cache_mb: float = Field(32.0, ge=0, description="per model on each worker (in device memory): recurrent states after prompts "
+                                   "and answers read, so a repeated or continued prompt reads only what is new (0: off)")
     max_in_flight_per_worker: int = Field(512, ge=1, description="requests a worker may hold; beyond that 429")
     startup_timeout_s: float = 120.0
 

@@ -86,12 +86,13 @@ class Process:
         self.log.close()
 
 
-def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path, device: str = "cpu") -> Process:
+def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path, device: str = "cpu", settings: dict[str, str] | None = None) -> Process:
+    """The service over `model_dir`'s models; `settings`: more RNNSERVE_* variables."""
     port = free_port()
     env = {"RNNSERVE_DEVICE": device, "RNNSERVE_MODELS_DIR": str(model_dir.parent), "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",
            "RNNSERVE_REQUEST_TIMEOUT_S": "600", "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_BATCH_SIZE": str(max_batch_size),
            # Every request computed, as by the peer (the benchmark repeats texts; scoring is deterministic).
-           "RNNSERVE_CACHE_MAX_ENTRIES": "0"}
+           "RNNSERVE_CACHE_MAX_ENTRIES": "0"} | (settings or {})
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log"]
     return Process(command, env, port, "/readyz", log_dir / f"rnnserve-{port}.log")

@@ -20,8 +20,9 @@ from models.vocab import Vocabulary
 
 
 @torch.inference_mode()
-def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[NextTokenScores, State]:
-    """Run whole prompts; returns each row's next-token scores and state."""
+def prefill(model: RNNLanguageModel, prompts: list[list[int]], state: State | None = None) -> tuple[NextTokenScores, State]:
+    """Run whole prompts (from `state`, one column per prompt, or the initial state); returns
+    each row's next-token scores and state."""
     device = model.embedding.weight.device
     lengths = torch.tensor([len(p) for p in prompts])
     if int(lengths.min()) < 1:
@@ -30,7 +31,7 @@ def prefill(model: RNNLanguageModel, prompts: list[list[int]]) -> tuple[NextToke
     for row, prompt in enumerate(prompts):
         padded[row, : len(prompt)] = torch.tensor(prompt)
     padded = padded.to(device)
-    hidden, state = model.hidden(padded, lengths=lengths if len(set(lengths.tolist())) > 1 else None)
+    hidden, state = model.hidden(padded, state, lengths=lengths if len(set(lengths.tolist())) > 1 else None)
     last = hidden[torch.arange(len(prompts), device=device), (lengths - 1).to(device)]  # (B, D)
     return NextTokenScores(model, last), state
 
@@ -54,18 +55,30 @@ class GenerationBatch:
     sampler: BatchSampler
 
     @classmethod
-    def prefilled(cls, model: RNNLanguageModel, prompts: list[list[int]], sampler: BatchSampler) -> "GenerationBatch":
-        """Rows that start after their whole prompts (run in one packed call)."""
-        scores, state = prefill(model, prompts)
+    def prefilled(cls, model: RNNLanguageModel, prompts: list[list[int]], sampler: BatchSampler,
+                  state: State | None = None) -> "GenerationBatch":
+        """Rows that start after their whole prompts (run in one packed call, from `state` or
+        the initial state)."""
+        scores, state = prefill(model, prompts, state)
         return cls(model, state, scores, sampler)
 
     @classmethod
-    def from_zero_state(cls, model: RNNLanguageModel, rows: int, sampler: BatchSampler, width: int) -> "GenerationBatch":
-        """Rows at the model's initial state, their prompts yet to be fed through decode steps
-        (their first scores are read by no one)."""
-        device = model.embedding.weight.device
-        hidden = torch.zeros(rows, width, device=device)
-        return cls(model, model.init_state(rows, device), NextTokenScores(model, hidden), sampler)
+    def resumed(cls, model: RNNLanguageModel, state: State, hidden: torch.Tensor, sampler: BatchSampler) -> "GenerationBatch":
+        """Rows that start from states saved earlier: `hidden` (B, D) is each row's top-layer
+        output after its last token read."""
+        return cls(model, state, NextTokenScores(model, hidden), sampler)
+
+    @classmethod
+    def reading(cls, model: RNNLanguageModel, state: State, sampler: BatchSampler, width: int) -> "GenerationBatch":
+        """Rows at `state` (the initial state, or one saved after part of their prompts) whose
+        prompts are still to be fed through decode steps: their first scores are read by no one."""
+        hidden = torch.zeros(state[0].size(1), width, device=state[0].device)
+        return cls(model, state, NextTokenScores(model, hidden), sampler)
+
+    def row_state(self, row: int) -> tuple[State, torch.Tensor]:
+        """Row `row`'s recurrent state ((layers, 1, H) each) and top-layer output (1, D): views
+        into the batch."""
+        return tuple(s[:, row : row + 1] for s in self.state), self.scores.hidden[row : row + 1]
 
     def __len__(self) -> int:
         return self.scores.hidden.size(0)

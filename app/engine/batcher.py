@@ -16,9 +16,10 @@ import torch
 
 from app.engine.base import ScoredText
 from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
+from app.engine.prompt_cache import CachedState, PromptStateCache
 from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
 from models.checkpoint import LoadedLanguageModel
-from models.generation import CompletionTracker, GenerationBatch
+from models.generation import CompletionTracker, GenerationBatch, prefill
 from models.prefix_scoring import shares_prefixes
 from models.sampling import STRATEGIES, BatchSampler, InvalidParameter
 
@@ -60,8 +61,12 @@ class Row:
 class ContinuousBatcher:
     """The generation slot table of one model."""
 
-    def __init__(self, loaded: LoadedLanguageModel, max_batch_size: int, limits: TokenLimits) -> None:
+    def __init__(self, loaded: LoadedLanguageModel, max_batch_size: int, limits: TokenLimits, prompt_cache_bytes: int = 0) -> None:
         self.loaded, self.max_batch_size, self.limits = loaded, max_batch_size, limits
+        self.prompt_cache = PromptStateCache(prompt_cache_bytes)
+        # Prompt tokens that joining rows took from the cache or read with the model, since the
+        # worker last collected them for the metrics.
+        self.prompt_tokens = {"cache": 0, "model": 0}
         self.device = loaded.model.embedding.weight.device
         self.waiting: deque[Row] = deque()
         self.rows: list[Row] = []
@@ -90,6 +95,11 @@ class ContinuousBatcher:
             else:
                 self.waiting.append(row)
 
+    def take_prompt_tokens(self) -> dict[str, int]:
+        """Prompt tokens taken from the cache and read with the model since the last call."""
+        counts, self.prompt_tokens = self.prompt_tokens, {"cache": 0, "model": 0}
+        return counts
+
     def abort(self, request_id: str) -> None:
         self.waiting = deque(r for r in self.waiting if r.request_id != request_id)
         for row in self.rows:
@@ -97,30 +107,72 @@ class ContinuousBatcher:
                 row.aborted = True
 
     def _admit(self) -> None:
-        """Waiting rows join. When rows are already running, a short prompt of a request that
-        waits for its whole answer joins with a zero state and is fed through the shared decode
-        step one token per step: its cost is a row of a step that runs anyway, where a separate
-        prefill call costs milliseconds of set-up every time a request arrives. Streamed
-        requests, long prompts, and any prompt when nothing is running, are prefilled in one
-        packed call: a stream's first token then comes after one call instead of one step per
-        prompt token (in bench.peers at 8-128 clients, first-token p50 below LitServe's
-        continuous loop in 9 of 12 levels instead of 3; streaming tokens/s moved by -15% to
-        +33% across levels and stayed above LitServe's in all)."""
+        """Waiting rows join, each from the longest prefix of its prompt the prompt cache holds
+        (`app.engine.prompt_cache`); what is left of the prompt is read one of two ways. When
+        rows are already running, a short rest of a request that waits for its whole answer is
+        fed through the shared decode step one token per step: its cost is a row of a step that
+        runs anyway, where a separate prefill call costs milliseconds of set-up every time a
+        request arrives. Streamed requests, long rests, and any prompt when nothing is running,
+        are prefilled in one packed call: a stream's first token then comes after one call
+        instead of one step per prompt token (in bench.peers at 8-128 clients, first-token p50
+        below LitServe's continuous loop in 9 of 12 levels instead of 3; streaming tokens/s
+        moved by -15% to +33% across levels and stayed above LitServe's in all)."""
         joining: list[Row] = []
         while self.waiting and len(self.rows) + len(joining) < self.max_batch_size:
             joining.append(self.waiting.popleft())
         if not joining:
             return
-        fed, packed = [], []
+        ready, fed, packed = [], [], []
         for row in joining:
-            (fed if self.rows and len(row.prompt_ids) <= STEP_PREFILL_MAX_TOKENS and not row.stream else packed).append(row)
+            start = self.prompt_cache.longest_prefix(row.prompt_ids)
+            left = len(row.prompt_ids) - (start.length if start else 0)
+            self.prompt_tokens["cache"] += len(row.prompt_ids) - left
+            if not left:
+                ready.append((row, start))
+            elif self.rows and left <= STEP_PREFILL_MAX_TOKENS and not row.stream:
+                fed.append((row, start))
+            else:
+                packed.append((row, start))
         model = self.loaded.model
+        if ready:
+            rows = [row for row, _ in ready]
+            hidden = torch.cat([start.hidden for _, start in ready])
+            self._join(rows, GenerationBatch.resumed(model, self._start_state(ready), hidden, self._sampler(rows)))
         if packed:
-            self._join(packed, GenerationBatch.prefilled(model, [row.prompt_ids for row in packed], self._sampler(packed)))
+            self._prefill(packed)
         if fed:
-            for row in fed:
-                row.prompt_left = len(row.prompt_ids)
-            self._join(fed, GenerationBatch.from_zero_state(model, len(fed), self._sampler(fed), self.batch.scores.hidden.size(1)))
+            rows = [row for row, _ in fed]
+            for row, start in fed:
+                row.prompt_left = len(row.prompt_ids) - (start.length if start else 0)
+                self.prompt_tokens["model"] += row.prompt_left
+            width = self.batch.scores.hidden.size(1)
+            self._join(rows, GenerationBatch.reading(model, self._start_state(fed), self._sampler(rows), width))
+
+    def _prefill(self, joining: list[tuple[Row, CachedState | None]]) -> None:
+        """Read the rest of each prompt in one packed call. Rows with the same prompt (a
+        request's choices) read it once; every prompt read is cached."""
+        position: dict[tuple[int, ...], int] = {}  # prompt -> its column in the packed call
+        first_rows: list[int] = []  # the first row of each prompt
+        for index, (row, _) in enumerate(joining):
+            if position.setdefault(tuple(row.prompt_ids), len(first_rows)) == len(first_rows):
+                first_rows.append(index)
+        distinct = [joining[index] for index in first_rows]
+        rests = [row.prompt_ids[start.length if start else 0 :] for row, start in distinct]
+        self.prompt_tokens["model"] += sum(len(rest) for rest in rests)
+        scores, state = prefill(self.loaded.model, rests, self._start_state(distinct))
+        rows = [row for row, _ in joining]
+        if len(distinct) < len(rows):
+            columns = torch.tensor([position[tuple(row.prompt_ids)] for row in rows], device=self.device)
+            state, scores = tuple(s[:, columns] for s in state), scores.filter(columns)
+        batch = GenerationBatch(self.loaded.model, state, scores, self._sampler(rows))
+        for index in first_rows:
+            self.prompt_cache.put(rows[index].prompt_ids, *batch.row_state(index))
+        self._join(rows, batch)
+
+    def _start_state(self, joining: list[tuple[Row, CachedState | None]]) -> tuple[torch.Tensor, ...]:
+        """The joining rows' states side by side: each the cached one, or the initial state."""
+        initial = self.loaded.model.init_state(1, self.device)
+        return tuple(torch.cat([start.state[i] if start else initial[i] for _, start in joining], dim=1) for i in range(len(initial)))
 
     def _sampler(self, rows: list[Row]) -> BatchSampler:
         vocab = self.loaded.vocab
@@ -149,6 +201,7 @@ class ContinuousBatcher:
         chosen = self.batch.choose(generated, active)
         tokens = self.loaded.vocab.tokens
         keep: list[int] = []
+        read: list[int] = []  # rows (numbered as they will be after this step) whose prompts this step finishes reading
         now = time.monotonic()
         inputs = chosen.tolist()
         for index, (row, token_id) in enumerate(zip(self.rows, inputs)):
@@ -157,6 +210,8 @@ class ContinuousBatcher:
             if not row.sampling:  # still feeding its prompt: this step's input is the next prompt token
                 inputs[index] = row.prompt_ids[len(row.prompt_ids) - row.prompt_left]
                 row.prompt_left -= 1
+                if not row.prompt_left:
+                    read.append(len(keep))
                 keep.append(index)
                 continue
             completion = row.tracker.completion
@@ -174,6 +229,10 @@ class ContinuousBatcher:
                 emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top, row.tracker.last_offset))
             if row.tracker.finished:
                 emit(row.finished_event())
+                # Its state has read the prompt and every token before this one: a next prompt
+                # that repeats them (a conversation's next turn) starts here.
+                if len(row.prompt_ids) + count_before <= self.limits.max_prompt_tokens:
+                    self.prompt_cache.put(row.prompt_ids + completion.token_ids[:count_before], *self.batch.row_state(index))
             else:
                 keep.append(index)
         if len(keep) < batch_size:
@@ -183,6 +242,8 @@ class ContinuousBatcher:
                 return batch_size
             self.batch = self.batch.filter(keep)
         self.batch.advance(torch.tensor([inputs[i] for i in keep], device=self.device))
+        for index in read:
+            self.prompt_cache.put(self.rows[index].prompt_ids, *self.batch.row_state(index))
         return batch_size
 
 

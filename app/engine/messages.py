@@ -125,7 +125,14 @@ class StepReport:
     events: list = field(default_factory=list)
     batch_sizes: dict[str, list[int]] = field(default_factory=dict)  # task -> sizes of the batches it ran
 
+    live_rows: int = 0  # sequences in the worker's slot tables after this step
+    prompt_tokens: dict[str, int] = field(default_factory=dict)  # "cache" / "model" -> prompt tokens taken from the prompt cache or read
+
     def add_batch_sizes(self, task: str, sizes: list[int]) -> None:
         if sizes:
             self.batch_sizes.setdefault(task, []).extend(sizes)
-    live_rows: int = 0  # sequences in the worker's slot tables after this step
+
+    def add_prompt_tokens(self, counts: dict[str, int]) -> None:
+        for source, count in counts.items():
+            if count:
+                self.prompt_tokens[source] = self.prompt_tokens.get(source, 0) + count

@@ -229,6 +229,8 @@ class WorkerPool:
             for task, sizes in message.batch_sizes.items():
                 for size in sizes:
                     self.metrics.batch_size.labels(task).observe(size)
+            for source, count in message.prompt_tokens.items():
+                self.metrics.prompt_tokens.labels(source).inc(count)
             for event in message.events:
                 request = self.requests.get(event.request_id)
                 if request is not None and not request.done:

@@ -36,6 +36,7 @@ class WorkerConfig:
     batching: dict[str, BatchSettings]  # per dynamic task (models.registry's task names)
     limits: TokenLimits
     threads: int | None = None
+    prompt_cache_bytes: int = 0  # per model: states after prompts read (app.engine.prompt_cache)
 
 
 def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, str]]:
@@ -90,7 +91,7 @@ class WorkerLoop:
             torch.set_num_threads(self.config.threads)
         self.models, failures = load_models(self.config.model_paths, self.config.device)
         self.batchers = {
-            model_id: ContinuousBatcher(loaded, self.config.max_batch_size, self.config.limits)
+            model_id: ContinuousBatcher(loaded, self.config.max_batch_size, self.config.limits, self.config.prompt_cache_bytes)
             for model_id, loaded in self.models.items()
             if can(loaded.model_type, GENERATE)
         }
@@ -161,7 +162,7 @@ class WorkerLoop:
         for model_id, model in loaded.items():
             self.models[model_id] = model
             if can(model.model_type, GENERATE):
-                self.batchers[model_id] = ContinuousBatcher(model, self.config.max_batch_size, self.config.limits)
+                self.batchers[model_id] = ContinuousBatcher(model, self.config.max_batch_size, self.config.limits, self.config.prompt_cache_bytes)
         self.emit(ModelsLoaded(message.request_id, self.config.worker_id, sorted(self.models), failures))
 
     def work(self, flush_batches: bool = False) -> None:
@@ -174,6 +175,7 @@ class WorkerLoop:
             size = batcher.step(self.emit)
             if size:
                 self.report.add_batch_sizes(GENERATE, [size])
+                self.report.add_prompt_tokens(batcher.take_prompt_tokens())
         self.retired = [batcher for batcher in self.retired if batcher.busy]
 
 

@@ -190,3 +190,18 @@ def test_metrics_and_request_ids(client):
                  "rnnserve_worker_restarts_total"):
         assert name in text, name
     assert 'endpoint="/v1/generate",method="POST",status="200"' in text
+
+
+def test_a_repeated_prompt_is_read_from_the_prompt_cache(make_client):
+    """Two requests with one prompt (different answers, so the result cache does not answer
+    the second): the worker reads the prompt once, and /metrics counts the tokens it reused."""
+    client = make_client()
+
+    def reused() -> float:
+        lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith('rnnserve_prompt_tokens_total{source="cache"}')]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    for max_tokens in (3, 4):
+        response = client.post("/v1/generate", json={"prompt": "a small child looked at the old", "max_tokens": max_tokens, "strategy": "argmax"})
+        assert response.status_code == 200
+    assert reused() == response.json()["usage"]["prompt_tokens"] + 1  # and the start token
