@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     report["peers"] = peers.main(["--models", *peer_models, "--models-dir", str(models_dir), "--device", args.device,
                                   "--concurrency", *(["2"] if args.quick else ["8", "32", "128", "256"]),
                                   "--score-concurrency", *(["2"] if args.quick else ["1", "8", "32", "128"]),
-                                  "--requests-per-client", "2" if args.quick else "3", "--label", label, "--output-dir", str(out)])
+                                  "--requests-per-client", "2" if args.quick else "3", "--rounds", "1" if args.quick else "2",
+                                  "--label", label, "--output-dir", str(out)])
     report["bf16"] = [bf16_against_fp32(models_dir / name, device, 20 if args.quick else 500) for name in models[:2]]
     lines = ["| model | tokens | max abs Δ log p | mean abs Δ log p | ppl fp32 | ppl bf16 | within 1e-3 |", "|---|---:|---:|---:|---:|---:|---|"]
     for row in report["bf16"]:

@@ -8,8 +8,14 @@ Every level sends the same pre-drawn requests to every engine: unseeded multinom
 an exact number of tokens (min_tokens = max_tokens), 64 each ("equal") or drawn from 16..128
 ("mixed"), max(16, 3 × clients) requests pulled from one queue by N concurrent clients, each
 with its own keep-alive connection.
-Tokens/s = all tokens / wall time; latency per request (p50, p99); time to the first token for
-the streaming engines (for the others it is the whole request). Engines:
+Every server is started once and paused (SIGSTOP) while another is measured, so an idle server
+costs nothing (an idle LitServe continuous loop spins a core) and no server waits minutes for
+its turn: each level runs --rounds rounds, every engine once per round in a rotating order,
+seconds apart, because this machine drifts by ±15% and more over minutes. Tokens/s is the median
+over rounds of all tokens / wall time, and the ratio to LitServe is the median of the rounds'
+paired ratios (the service ÷ the best LitServe engine of the same round), with their range;
+latency per request (p50, p99) and time to the first token for the streaming engines (for the
+others it is the whole request) pool every round's requests. Engines:
 
   rnnserve             the service, POST /v1/generate (continuous batching, worker process)
   rnnserve-stream      the same server, "stream": true
@@ -29,6 +35,7 @@ import os
 import platform
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,7 +80,16 @@ class Process:
             time.sleep(0.3)
         raise RuntimeError("server did not become ready")
 
+    def pause(self) -> None:
+        """Stop every process of the server (SIGSTOP): it keeps its memory and warm state and
+        takes no CPU until resumed."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()  # a paused process would hold the SIGTERM until continued
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(30)
@@ -192,6 +208,25 @@ async def run_level(url: str, engine: str, model: str, prompt: str, lengths: lis
     return summary(engine, concurrency, timings, elapsed, "tokens")
 
 
+def combine_rounds(engine: str, concurrency: int, rounds: list[tuple[list[Timing], float]]) -> dict:
+    """One row from several rounds of the same requests: tokens/s the median of the rounds'
+    (each also kept), latencies pooled."""
+    per_round = [sum(t.tokens for t in timings) / elapsed for timings, elapsed in rounds]
+    row = summary(engine, concurrency, [t for timings, _ in rounds for t in timings], sum(e for _, e in rounds), "tokens")
+    return row | {"tokens_per_s": statistics.median(per_round), "tokens_per_s_rounds": per_round,
+                  "tokens": row["tokens"] // len(rounds), "requests": row["requests"] // len(rounds)}
+
+
+def paired_ratios(rows: list[dict]) -> None:
+    """Each rnnserve row of a level gets, per round, its tokens/s ÷ the best LitServe engine's
+    in the same round (`ratio_rounds`) and their median (`ratio`)."""
+    for row in rows:
+        peers = [r["tokens_per_s_rounds"] for r in rows if r["engine"].startswith("litserve")]
+        if row["engine"].startswith("rnnserve") and peers:
+            row["ratio_rounds"] = [mine / max(p[i] for p in peers) for i, mine in enumerate(row["tokens_per_s_rounds"])]
+            row["ratio"] = statistics.median(row["ratio_rounds"])
+
+
 async def send_score(client: httpx.AsyncClient, engine: str, model: str, texts: list[str]) -> Timing:
     started = time.perf_counter()
     if engine == "rnnserve-score":
@@ -245,11 +280,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | lengths | clients | engine | tok/s | ÷ best LitServe | p50 / p99 s | first token p50 / p99 s |", "|---|---|---:|---|---:|---:|---|---|"]
+    lines = ["| model | lengths | clients | engine | tok/s (median of rounds) | ÷ best LitServe, median of rounds (range) | p50 / p99 s | first token p50 / p99 s |",
+             "|---|---|---:|---|---:|---:|---|---|"]
     for row in rows:
-        peers = [r["tokens_per_s"] for r in rows if r["engine"].startswith("litserve") and
-                 (r["model"], r["lengths"], r["concurrency"]) == (row["model"], row["lengths"], row["concurrency"])]
-        ratio = f"{row['tokens_per_s'] / max(peers):.2f}×" if peers and row["engine"].startswith("rnnserve") else ""
+        ratio = ""
+        if "ratio" in row:
+            low, high = min(row["ratio_rounds"]), max(row["ratio_rounds"])
+            ratio = f"{row['ratio']:.2f}×" + (f" ({low:.2f}–{high:.2f})" if len(row["ratio_rounds"]) > 1 else "")
         lines.append(f"| {row['model']} | {row['lengths']} | {row['concurrency']} | {row['engine']} | {row['tokens_per_s']:.0f} | {ratio} | "
                      f"{row['p50_s']:.3f} / {row['p99_s']:.3f} | {row['ttft_p50_s']:.3f} / {row['ttft_p99_s']:.3f} |")
     return "\n".join(lines)
@@ -290,6 +327,19 @@ def run_scoring(args, model: str, log_dir: Path) -> list[dict]:
     return rows
 
 
+def server_key(engine: str) -> str:
+    """Engines served by one server share it (the service answers both rnnserve engines)."""
+    return "rnnserve" if engine.startswith("rnnserve") else engine
+
+
+def start_engine(engine: str, model_dir: Path, args: argparse.Namespace, log_dir: Path) -> Process:
+    if engine.startswith("rnnserve"):
+        return start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
+    mode, _, size_given = engine.removeprefix("litserve-").partition("-")
+    size = int(size_given) if size_given else args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
+    return start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir, args.device)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
@@ -299,6 +349,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--engines", nargs="*", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-dynamic-128", "litserve-continuous"],
                         help="generation engines (none: scoring only)")
     parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="times each level runs every engine (the median is reported)")
     parser.add_argument("--max-batch-size", type=int, default=128, help="live sequences per step, both servers")
     parser.add_argument("--litserve-batch-size", type=int, default=32, help="LitServe's dynamic max_batch_size")
     parser.add_argument("--litserve-batch-timeout", type=float, default=0.02)
@@ -322,35 +373,47 @@ def main(argv: list[str] | None = None) -> list[dict]:
         model_dir = args.models_dir / model
         prompt = args.prompt or PROMPTS.get(model, "The")
         servers: dict[str, Process] = {}
-        for engine in args.engines:
-            if engine.startswith("rnnserve"):
-                if "rnnserve" not in servers:
-                    servers["rnnserve"] = start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
-                server = servers["rnnserve"]
-            else:
-                mode, _, size_given = engine.removeprefix("litserve-").partition("-")
-                size = int(size_given) if size_given else args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
-                server = start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir, args.device)
-            try:
+        try:
+            for engine in args.engines:  # all started and warmed up, then paused until their turn
+                if server_key(engine) not in servers:
+                    servers[server_key(engine)] = start_engine(engine, model_dir, args, log_dir)
+            for engine in args.engines:
+                server = servers[server_key(engine)]
                 server.wait_ready()
-                asyncio.run(run_level(server.url, engine, model, prompt, [16] * 8, 4))  # warm-up
-                for lengths in args.lengths:
-                    for concurrency in args.concurrency:
-                        count = max(16, args.requests_per_client * concurrency)
-                        drawn = draw_lengths(lengths, count, seed=concurrency)
-                        row = asyncio.run(run_level(server.url, engine, model, prompt, drawn, concurrency))
-                        row |= {"model": model, "lengths": lengths, "task": "generate"}
-                        rows.append(row)
-                        print(f"{model} {lengths:>5} c={concurrency:<4} {engine:<20} {row['tokens_per_s']:8.0f} tok/s  "
-                              f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}  ttft p99 {row['ttft_p99_s']:.3f}", flush=True)
-            finally:
-                if not engine.startswith("rnnserve") or engine == args.engines[-1] or not any(
-                        e.startswith("rnnserve") for e in args.engines[args.engines.index(engine) + 1:]):
-                    server.stop()
-                    servers.pop("rnnserve", None) if engine.startswith("rnnserve") else None
+                asyncio.run(run_level(server.url, engine, model, prompt, [16] * 8, 4))
+            for server in servers.values():
+                server.pause()
+            for lengths in args.lengths:
+                for concurrency in args.concurrency:
+                    count = max(16, args.requests_per_client * concurrency)
+                    drawn = draw_lengths(lengths, count, seed=concurrency)
+                    runs: dict[str, list] = {engine: [] for engine in args.engines}
+                    for round_index in range(args.rounds):
+                        shift = round_index % len(args.engines)
+                        for engine in args.engines[shift:] + args.engines[:shift]:
+                            server = servers[server_key(engine)]
+                            server.resume()
+                            try:
+                                server.wait_ready(timeout=30)
+                                runs[engine].append(asyncio.run(run_clients(
+                                    server.url, engine, drawn, concurrency, lambda client, length, e=engine: send(client, e, model, prompt, length))))
+                            finally:
+                                server.pause()
+                    level = [combine_rounds(engine, concurrency, runs[engine]) | {"model": model, "lengths": lengths, "task": "generate"}
+                             for engine in args.engines]
+                    paired_ratios(level)
+                    rows.extend(level)
+                    for row in level:
+                        print(f"{model} {lengths:>5} c={concurrency:<4} {row['engine']:<20} {row['tokens_per_s']:8.0f} tok/s  "
+                              f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}  ttft p99 {row['ttft_p99_s']:.3f}"
+                              + (f"  ÷ LitServe {row['ratio']:.2f}" if "ratio" in row else ""), flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
     rows.sort(key=lambda r: (args.models.index(r["model"]), args.lengths.index(r["lengths"]), r["concurrency"], args.engines.index(r["engine"])))
     score_rows = [row for model in args.models for row in run_scoring(args, model, log_dir)] if args.score_concurrency else []
     header = (f"rnnserve against LitServe on the same weights, {args.requests_per_client} requests per client (at least 16), "
+              f"{args.rounds} rounds per level, "
               f"LitServe dynamic max_batch_size {args.litserve_batch_size} / batch_timeout {args.litserve_batch_timeout} s, "
               f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), models on {args.device}")
     text = header + "\n\n" + table(rows)

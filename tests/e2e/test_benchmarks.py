@@ -8,7 +8,7 @@ from bench.roofline import main as roofline
 
 def test_peers_compares_every_engine_on_the_same_requests(tmp_path, tiny_models_dir):
     rows = peers(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--prompt", "the cat",
-                  "--concurrency", "2", "--lengths", "mixed", "--requests-per-client", "2", "--score-concurrency", "2",
+                  "--concurrency", "2", "--lengths", "mixed", "--requests-per-client", "2", "--score-concurrency", "2", "--rounds", "2",
                   "--output-dir", str(tmp_path)])
     generation = [row for row in rows if row["task"] == "generate"]
     assert [row["engine"] for row in generation] == ["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-dynamic-128", "litserve-continuous"]
@@ -19,6 +19,8 @@ def test_peers_compares_every_engine_on_the_same_requests(tmp_path, tiny_models_
     assert len({row["sentences"] for row in scoring}) == 1 and all(row["sentences_per_s"] > 0 for row in scoring)
     report = (tmp_path / "peers-cpu.md").read_text()
     assert "÷ best LitServe" in report and "sentences/s" in report
+    assert all(len(row["tokens_per_s_rounds"]) == 2 for row in generation)
+    assert all(len(row["ratio_rounds"]) == 2 for row in generation if row["engine"].startswith("rnnserve"))
 
 
 def test_roofline_accounts_for_a_step(tmp_path, tiny_models_dir):
@@ -79,3 +81,24 @@ def test_serving_benchmark_load_drives_a_real_server(tmp_path, tiny_models_dir):
     finally:
         server.stop()
     assert result["errors"] == 0 and result["requests"] >= 3 and result["tokens_per_s"] > 0
+
+
+def test_prompt_cache_benchmark_reads_less_of_each_conversation_with_the_cache(tmp_path, tiny_models_dir):
+    """bench.prompt_cache against two real servers: with the cache, a turn after the first reads
+    less than its whole prompt; without it, every token of it (and the start token)."""
+    from bench.prompt_cache import main as prompt_cache
+    from tests.conftest import tiny_sentences
+
+    sentences = tiny_sentences(60, seed=3)
+    data = tmp_path / "turns.txt"
+    data.write_text("\n".join(" ".join(sentences[i : i + 5]) for i in range(0, 60, 5)) + "\n")
+    results = prompt_cache(["--model", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--data", str(data), "--conversations", "2",
+                            "--turns", "3", "--answer-tokens", "4", "--repeat-clients", "2", "--repeat-requests", "2",
+                            "--repeat-prompt-lines", "1", "--output-dir", str(tmp_path)])
+    on, off = results["conversation"]["cache on"], results["conversation"]["cache off"]
+    assert [t["prompt_tokens"] for t in on] == [t["prompt_tokens"] for t in off]
+    assert all(t["prompt_tokens_read"] == t["prompt_tokens"] + 1 for t in off)
+    assert on[0]["prompt_tokens_read"] == off[0]["prompt_tokens_read"]
+    assert all(t["prompt_tokens_read"] < t["prompt_tokens"] for t in on[1:])
+    assert all(row["requests_per_s"] > 0 for row in results["repeat"].values())
+    assert (tmp_path / "prompt-cache-cpu.md").exists() and (tmp_path / "prompt-cache-cpu.png").exists()
