@@ -16,8 +16,8 @@ import torch
 
 from app.engine.base import ScoredText
 from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
-from app.engine.prompt_cache import CachedState, PromptStateCache
 from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
+from app.engine.prompt_cache import CachedState, PromptStateCache
 from models.checkpoint import LoadedLanguageModel
 from models.generation import CompletionTracker, GenerationBatch, prefill
 from models.prefix_scoring import shares_prefixes
