@@ -14,6 +14,13 @@ costing the measured (interpolated) time for its number of live rows, prompts no
               together and run until the longest is done; a client's next request waits for
               the next batch.
 
+With --measured-rounds N (default 3) both schedules are then also run for real, in this process
+(no HTTP, no client): the engine's `ContinuousBatcher` with each client's next request joining
+as soon as its last one ends, and `models.generation.generate` over each dynamic batch (what
+bench.litserve_peer's dynamic batcher calls), the same requests, rounds in alternating order.
+Their ratio is what the engine realises of the ceiling; what bench.peers loses beyond it is the
+HTTP path and the cores the load generator shares.
+
 Where a step costs about the same for 8 rows as for 32 (a GPU), the dynamic batcher's
 shrinking batches waste most of their steps and the ratio approaches the longest / mean length;
 where the cost grows with every row (a CPU), a shrinking batch also costs less per step, and
@@ -24,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +40,11 @@ import torch
 
 from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
-from app.engine.messages import GenerateJob
+from app.engine.messages import ChoiceFinished, GenerateJob
+from app.settings import Settings
 from bench.peers import LENGTHS, PROMPTS, draw_lengths
 from bench.roofline import timed
+from models.generation import generate
 from models.registry import load_model
 from models.sampling import SamplingParams
 
@@ -74,6 +85,74 @@ def dynamic_seconds(lengths: list[int], clients: int, batch_size: int, cost) -> 
     return seconds
 
 
+def exact_length(length: int) -> SamplingParams:
+    """Unseeded sampling of exactly `length` tokens, as bench.peers asks for."""
+    return SamplingParams(strategy="multinomial", max_tokens=length, min_tokens=length)
+
+
+def measured_continuous(loaded, prompt: str, lengths: list[int], clients: int, max_rows: int) -> float:
+    """Seconds for the engine's continuous batcher to serve `lengths` to `clients` clients, each
+    sending its next request the moment its last one finishes (the service's prompt-state cache
+    on, at its default size, as served)."""
+    cache_bytes = int(Settings.model_fields["prompt_cache_mb"].default * 2**20)
+    batcher = ContinuousBatcher(loaded, max_rows, TokenLimits(4096, 4096), cache_bytes)
+    waiting, finished, served = list(reversed(lengths)), [], 0
+
+    def emit(event) -> None:
+        if isinstance(event, ChoiceFinished):
+            finished.append(event)
+
+    def send_next() -> None:
+        length = waiting.pop()
+        batcher.submit(GenerateJob(f"request-{len(waiting)}", loaded.model_id, prompt, [exact_length(length)]), emit)
+
+    started = time.perf_counter()
+    for _ in range(min(clients, len(waiting))):
+        send_next()
+    while batcher.busy:
+        batcher.step(emit)
+        for event in finished:
+            served += len(event.tokens)
+            if waiting:
+                send_next()
+        finished.clear()
+    if served != sum(lengths):
+        raise RuntimeError(f"the continuous batcher generated {served} tokens, asked for {sum(lengths)}")
+    return time.perf_counter() - started
+
+
+def measured_dynamic(loaded, prompt: str, lengths: list[int], clients: int, batch_size: int) -> float:
+    """Seconds for dynamic batches of up to `batch_size` requests (one per client at a time), each
+    run by `models.generation.generate` until its longest request is done."""
+    prompt_ids = loaded.encode_text(prompt, add_start=True).ids
+    started, served = time.perf_counter(), 0
+    for first in range(0, len(lengths), min(batch_size, clients)):
+        batch = lengths[first : first + min(batch_size, clients)]
+        completions = generate(loaded.model, loaded.vocab, loaded.tokenizer, [prompt_ids] * len(batch), [exact_length(n) for n in batch])
+        served += sum(len(c.token_ids) for c in completions)
+    if served != sum(lengths):
+        raise RuntimeError(f"the dynamic batches generated {served} tokens, asked for {sum(lengths)}")
+    return time.perf_counter() - started
+
+
+def measure_schedules(loaded, lengths: list[int], clients: int, args) -> dict:
+    """Both schedules run for real, `args.measured_rounds` times in alternating order: median
+    tokens/s of each, and the median of the rounds' paired ratios (continuous ÷ best dynamic)."""
+    prompt = PROMPTS.get(loaded.model_id, "The")
+    schedules = {"continuous": lambda: measured_continuous(loaded, prompt, lengths, clients, args.max_batch_size)}
+    schedules |= {size: (lambda size=size: measured_dynamic(loaded, prompt, lengths, clients, size)) for size in args.dynamic_batch_sizes}
+    rates: dict = {name: [] for name in schedules}
+    names = list(schedules)
+    for round_index in range(args.measured_rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            rates[name].append(sum(lengths) / schedules[name]())
+    ratios = [rates["continuous"][i] / max(rates[size][i] for size in args.dynamic_batch_sizes) for i in range(args.measured_rounds)]
+    return {"measured_continuous_tokens_per_s": statistics.median(rates["continuous"]),
+            "measured_dynamic_tokens_per_s": {size: statistics.median(rates[size]) for size in args.dynamic_batch_sizes},
+            "measured_ratio": statistics.median(ratios), "measured_ratio_rounds": ratios}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
@@ -83,6 +162,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--dynamic-batch-sizes", type=int, nargs="+", default=[32, 128],
                         help="LitServe max_batch_size settings; the ratio is against the best")
     parser.add_argument("--requests-per-client", type=int, default=30, help="more than bench.peers: a steadier estimate")
+    parser.add_argument("--measured-rounds", type=int, default=3, help="rounds of the schedules run for real (0: the replay only)")
+    parser.add_argument("--measured-requests-per-client", type=int, default=6, help="requests per client in the measured runs")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCHES)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -110,24 +191,46 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     tokens = sum(drawn)
                     continuous = continuous_seconds(drawn, clients, args.max_batch_size, cost)
                     dynamic = {size: dynamic_seconds(drawn, clients, size, cost) for size in args.dynamic_batch_sizes}
-                    rows.append({"model": model_id, "lengths": lengths, "clients": clients, "continuous_tokens_per_s": tokens / continuous,
-                                 "dynamic_tokens_per_s": {size: tokens / seconds for size, seconds in dynamic.items()},
-                                 "ratio": min(dynamic.values()) / continuous,
-                                 "step_ms": {b: round(s * 1e3, 3) for b, s in costs.items()}})
-    dynamic_columns = "".join(f" dynamic {size} tok/s |" for size in args.dynamic_batch_sizes)
-    lines = [f"| model | lengths | clients | continuous tok/s |{dynamic_columns} ceiling of the ratio (continuous ÷ best dynamic) |",
-             "|---|---|---:|---:|" + "---:|" * len(args.dynamic_batch_sizes) + "---:|"]
-    for r in rows:
-        dynamic_cells = "".join(f" {r['dynamic_tokens_per_s'][size]:.0f} |" for size in args.dynamic_batch_sizes)
-        lines.append(f"| {r['model']} | {r['lengths']} | {r['clients']} | {r['continuous_tokens_per_s']:.0f} |{dynamic_cells} {r['ratio']:.2f}× |")
+                    row = {"model": model_id, "lengths": lengths, "clients": clients, "continuous_tokens_per_s": tokens / continuous,
+                           "dynamic_tokens_per_s": {size: tokens / seconds for size, seconds in dynamic.items()},
+                           "ratio": min(dynamic.values()) / continuous,
+                           "step_ms": {b: round(s * 1e3, 3) for b, s in costs.items()}}
+                    if args.measured_rounds:
+                        measured = draw_lengths(lengths, args.measured_requests_per_client * clients, seed=clients)
+                        row |= measure_schedules(loaded, measured, clients, args)
+                    rows.append(row)
+                    print(f"{model_id} {lengths} {clients} clients: ceiling {row['ratio']:.2f}x"
+                          + (f", measured {row['measured_ratio']:.2f}x" if args.measured_rounds else ""), flush=True)
+    lines = table(rows, args)
     steps = "; ".join(f"{m}: " + ", ".join(f"{b} rows {ms} ms" for b, ms in next(r for r in rows if r["model"] == m)["step_ms"].items())
                       for m in args.models)
-    text = (f"engine steps only, {args.device}, {args.threads} threads; measured step times: {steps}\n\n" + "\n".join(lines))
+    measured = (f"; measured: both schedules run in process, {args.measured_requests_per_client} requests per client, "
+                f"median of {args.measured_rounds} rounds" if args.measured_rounds else "")
+    text = (f"engine steps only, {args.device}, {args.threads} threads; measured step times: {steps}{measured}\n\n" + "\n".join(lines))
     print(text)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / f"batching-ceiling-{args.label}.md").write_text(text + "\n")
     (args.output_dir / f"batching-ceiling-{args.label}.json").write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def table(rows: list[dict], args) -> list[str]:
+    sizes = args.dynamic_batch_sizes
+    header = ("| model | lengths | clients | continuous tok/s |" + "".join(f" dynamic {size} tok/s |" for size in sizes)
+              + " ceiling of the ratio (continuous ÷ best dynamic) |")
+    if args.measured_rounds:
+        header += (" measured in process: continuous tok/s |" + "".join(f" dynamic {size} tok/s |" for size in sizes)
+                   + " ratio, median of rounds (range) |")
+    columns = 5 + len(sizes) + (2 + len(sizes) if args.measured_rounds else 0)
+    lines = [header, "|---|---|" + "---:|" * (columns - 2)]
+    for r in rows:
+        line = (f"| {r['model']} | {r['lengths']} | {r['clients']} | {r['continuous_tokens_per_s']:.0f} |"
+                + "".join(f" {r['dynamic_tokens_per_s'][size]:.0f} |" for size in sizes) + f" {r['ratio']:.2f}× |")
+        if args.measured_rounds:
+            line += (f" {r['measured_continuous_tokens_per_s']:.0f} |" + "".join(f" {r['measured_dynamic_tokens_per_s'][size]:.0f} |" for size in sizes)
+                     + f" {r['measured_ratio']:.2f}× ({min(r['measured_ratio_rounds']):.2f}–{max(r['measured_ratio_rounds']):.2f}) |")
+        lines.append(line)
+    return lines
 
 
 if __name__ == "__main__":

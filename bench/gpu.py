@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     report["batching_ceiling"] = batching_ceiling.main(
         ["--models", *peer_models, "--models-dir", str(models_dir), "--device", args.device, "--label", label, "--output-dir", str(out),
          *(["--concurrency", "2", "--requests-per-client", "3", "--batch-sizes", "1", "2", "--max-batch-size", "2",
-            "--dynamic-batch-sizes", "2", "--repeats", "2"] if args.quick
-           else ["--concurrency", "8", "32", "128", "256",
+            "--dynamic-batch-sizes", "2", "--repeats", "2", "--measured-rounds", "1", "--measured-requests-per-client", "2"] if args.quick
+           else ["--concurrency", "8", "32", "128", "256", "--measured-rounds", "2",
                  "--batch-sizes", "1", "2", "4", "8", "16", "32", "64", "96", "128"])])
     report["peers"] = peers.main(["--models", *peer_models, "--models-dir", str(models_dir), "--device", args.device,
                                   "--concurrency", *(["2"] if args.quick else ["8", "32", "128", "256"]),

@@ -31,9 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -79,6 +81,25 @@ class Process:
                 pass
             time.sleep(0.3)
         raise RuntimeError("server did not become ready")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's live processes (its process group: LitServe's
+        API servers and inference workers, the service's HTTP process and workers) from
+        /proc; NaN where there is no /proc."""
+        if not os.path.isdir("/proc"):
+            return math.nan
+        ticks = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()  # from the state on: the name may hold spaces
+            except OSError:  # gone since the listing
+                continue
+            if int(fields[2]) == self.process.pid:  # process group
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def pause(self) -> None:
         """Stop every process of the server (SIGSTOP): it keeps its memory and warm state and
@@ -175,9 +196,27 @@ async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, 
     return Timing(latency, first if first is not None else latency, tokens)
 
 
-async def run_clients(url: str, engine: str, items: list, concurrency: int, send_one) -> tuple[list[Timing], float]:
+@dataclass
+class Round:
+    """One engine's run of a level: the timings, its wall time and the CPU seconds its server
+    and the load generator (this process) used meanwhile."""
+
+    timings: list[Timing]
+    elapsed: float
+    server_cpu_s: float = math.nan
+    client_cpu_s: float = math.nan
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_clients(url: str, engine: str, items: list, concurrency: int, send_one, server_cpu=None) -> Round:
     """`concurrency` clients, each on its own connection (`bench.serve.connected_clients`),
-    pull items from one queue and send each with `send_one(client, item)`."""
+    pull items from one queue and send each with `send_one(client, item)`. The CPU time of
+    the clients and (with `server_cpu`, a function returning it) the server's is counted over
+    the same window as the wall time, connections already open."""
     queue: asyncio.Queue = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
@@ -188,9 +227,11 @@ async def run_clients(url: str, engine: str, items: list, concurrency: int, send
             while not queue.empty():
                 timings.append(await send_one(client, queue.get_nowait()))
 
-        started = time.perf_counter()
+        server_before = server_cpu() if server_cpu else math.nan
+        client_before, started = own_cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(worker(client) for client in clients))
-        return timings, time.perf_counter() - started
+        elapsed, client_cpu = time.perf_counter() - started, own_cpu_seconds() - client_before
+        return Round(timings, elapsed, (server_cpu() if server_cpu else math.nan) - server_before, client_cpu)
 
 
 def summary(engine: str, concurrency: int, timings: list[Timing], elapsed: float, unit: str) -> dict:
@@ -204,17 +245,21 @@ def summary(engine: str, concurrency: int, timings: list[Timing], elapsed: float
 
 
 async def run_level(url: str, engine: str, model: str, prompt: str, lengths: list[int], concurrency: int) -> dict:
-    timings, elapsed = await run_clients(url, engine, lengths, concurrency, lambda client, length: send(client, engine, model, prompt, length))
-    return summary(engine, concurrency, timings, elapsed, "tokens")
+    measured = await run_clients(url, engine, lengths, concurrency, lambda client, length: send(client, engine, model, prompt, length))
+    return summary(engine, concurrency, measured.timings, measured.elapsed, "tokens")
 
 
-def combine_rounds(engine: str, concurrency: int, rounds: list[tuple[list[Timing], float]]) -> dict:
+def combine_rounds(engine: str, concurrency: int, rounds: list[Round]) -> dict:
     """One row from several rounds of the same requests: tokens/s the median of the rounds'
-    (each also kept), latencies pooled."""
-    per_round = [sum(t.tokens for t in timings) / elapsed for timings, elapsed in rounds]
-    row = summary(engine, concurrency, [t for timings, _ in rounds for t in timings], sum(e for _, e in rounds), "tokens")
+    (each also kept), latencies pooled; the cores the server and the client used, and the
+    server's CPU time per token, medians of the rounds."""
+    per_round = [sum(t.tokens for t in r.timings) / r.elapsed for r in rounds]
+    row = summary(engine, concurrency, [t for r in rounds for t in r.timings], sum(r.elapsed for r in rounds), "tokens")
     return row | {"tokens_per_s": statistics.median(per_round), "tokens_per_s_rounds": per_round,
-                  "tokens": row["tokens"] // len(rounds), "requests": row["requests"] // len(rounds)}
+                  "tokens": row["tokens"] // len(rounds), "requests": row["requests"] // len(rounds),
+                  "server_cores": statistics.median(r.server_cpu_s / r.elapsed for r in rounds),
+                  "client_cores": statistics.median(r.client_cpu_s / r.elapsed for r in rounds),
+                  "server_cpu_us_per_token": statistics.median(r.server_cpu_s / sum(t.tokens for t in r.timings) * 1e6 for r in rounds)}
 
 
 def paired_ratios(rows: list[dict]) -> None:
@@ -242,8 +287,8 @@ async def send_score(client: httpx.AsyncClient, engine: str, model: str, texts: 
 
 
 async def run_score_level(url: str, engine: str, model: str, batches: list[list[str]], concurrency: int) -> dict:
-    timings, elapsed = await run_clients(url, engine, batches, concurrency, lambda client, texts: send_score(client, engine, model, texts))
-    return summary(engine, concurrency, timings, elapsed, "sentences")
+    measured = await run_clients(url, engine, batches, concurrency, lambda client, texts: send_score(client, engine, model, texts))
+    return summary(engine, concurrency, measured.timings, measured.elapsed, "sentences")
 
 
 def score_batches(path: Path, count: int, per_request: int, start: int = 0) -> list[list[str]]:
@@ -280,15 +325,17 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | lengths | clients | engine | tok/s (median of rounds) | ÷ best LitServe, median of rounds (range) | p50 / p99 s | first token p50 / p99 s |",
-             "|---|---|---:|---|---:|---:|---|---|"]
+    lines = ["| model | lengths | clients | engine | tok/s (median of rounds) | ÷ best LitServe, median of rounds (range) | p50 / p99 s | "
+             "first token p50 / p99 s | cores: server / client | server CPU µs per token |",
+             "|---|---|---:|---|---:|---:|---|---|---|---:|"]
     for row in rows:
         ratio = ""
         if "ratio" in row:
             low, high = min(row["ratio_rounds"]), max(row["ratio_rounds"])
             ratio = f"{row['ratio']:.2f}×" + (f" ({low:.2f}–{high:.2f})" if len(row["ratio_rounds"]) > 1 else "")
         lines.append(f"| {row['model']} | {row['lengths']} | {row['concurrency']} | {row['engine']} | {row['tokens_per_s']:.0f} | {ratio} | "
-                     f"{row['p50_s']:.3f} / {row['p99_s']:.3f} | {row['ttft_p50_s']:.3f} / {row['ttft_p99_s']:.3f} |")
+                     f"{row['p50_s']:.3f} / {row['p99_s']:.3f} | {row['ttft_p50_s']:.3f} / {row['ttft_p99_s']:.3f} | "
+                     f"{row['server_cores']:.2f} / {row['client_cores']:.2f} | {row['server_cpu_us_per_token']:.0f} |")
     return "\n".join(lines)
 
 
@@ -396,7 +443,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                             try:
                                 server.wait_ready(timeout=30)
                                 runs[engine].append(asyncio.run(run_clients(
-                                    server.url, engine, drawn, concurrency, lambda client, length, e=engine: send(client, e, model, prompt, length))))
+                                    server.url, engine, drawn, concurrency, lambda client, length, e=engine: send(client, e, model, prompt, length),
+                                    server.cpu_seconds)))
                             finally:
                                 server.pause()
                     level = [combine_rounds(engine, concurrency, runs[engine]) | {"model": model, "lengths": lengths, "task": "generate"}
@@ -405,7 +453,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rows.extend(level)
                     for row in level:
                         print(f"{model} {lengths:>5} c={concurrency:<4} {row['engine']:<20} {row['tokens_per_s']:8.0f} tok/s  "
-                              f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}  ttft p99 {row['ttft_p99_s']:.3f}"
+                              f"p50 {row['p50_s']:.3f}  p99 {row['p99_s']:.3f}  ttft p99 {row['ttft_p99_s']:.3f}  "
+                              f"cores {row['server_cores']:.2f} / client {row['client_cores']:.2f}  {row['server_cpu_us_per_token']:.0f} µs/token"
                               + (f"  ÷ LitServe {row['ratio']:.2f}" if "ratio" in row else ""), flush=True)
         finally:
             for server in servers.values():

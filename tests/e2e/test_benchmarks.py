@@ -21,6 +21,9 @@ def test_peers_compares_every_engine_on_the_same_requests(tmp_path, tiny_models_
     assert "÷ best LitServe" in report and "sentences/s" in report
     assert all(len(row["tokens_per_s_rounds"]) == 2 for row in generation)
     assert all(len(row["ratio_rounds"]) == 2 for row in generation if row["engine"].startswith("rnnserve"))
+    # Where the cores went: read from /proc per round (ticks of 10 ms, so a tiny round may read 0).
+    assert all(row["server_cores"] >= 0 and row["client_cores"] >= 0 and row["server_cpu_us_per_token"] >= 0 for row in generation)
+    assert "cores: server / client" in report
 
 
 def test_roofline_accounts_for_a_step(tmp_path, tiny_models_dir):
@@ -59,9 +62,12 @@ def test_batching_ceiling_replays_the_same_requests_through_both_schedules(tmp_p
     assert continuous_seconds([1, 3, 1, 1], 2, 128, per_row) == dynamic_seconds([1, 3, 1, 1], 2, 32, per_row) == 6
     rows = ceiling(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--concurrency", "2",
                     "--requests-per-client", "3", "--batch-sizes", "1", "2", "--max-batch-size", "2", "--dynamic-batch-sizes", "2",
-                    "--repeats", "2", "--output-dir", str(tmp_path)])
+                    "--repeats", "2", "--measured-rounds", "2", "--measured-requests-per-client", "2", "--output-dir", str(tmp_path)])
     assert {(r["lengths"], r["clients"]) for r in rows} == {("equal", 2), ("mixed", 2)}
     assert all(r["ratio"] > 0.5 and r["continuous_tokens_per_s"] > 0 for r in rows)
+    # Both schedules also ran for real (each checks it generated every token asked for).
+    assert all(len(r["measured_ratio_rounds"]) == 2 and r["measured_continuous_tokens_per_s"] > 0
+               and r["measured_dynamic_tokens_per_s"][2] > 0 for r in rows)
     assert (tmp_path / "batching-ceiling-cpu.md").exists()
     with pytest.raises(SystemExit):  # a schedule of 128 rows needs a measured step of 128 rows
         ceiling(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--batch-sizes", "1", "2"])
@@ -77,10 +83,15 @@ def test_serving_benchmark_load_drives_a_real_server(tmp_path, tiny_models_dir):
     server = start_rnnserve(tiny_models_dir / "tiny-word-lstm", 8, tmp_path)
     try:
         server.wait_ready()
+        started_cpu = server.cpu_seconds()
         result = asyncio.run(load(server.url, "tiny-word-lstm", 3, 1.0, 4, "the cat"))
+        worked_cpu = server.cpu_seconds()
     finally:
         server.stop()
     assert result["errors"] == 0 and result["requests"] >= 3 and result["tokens_per_s"] > 0
+    # The server's CPU time covers its whole process group: the HTTP process and its worker,
+    # each of which imported torch (well over a second between them), and grows with the load.
+    assert started_cpu > 1.0 and worked_cpu > started_cpu
 
 
 def test_prompt_cache_benchmark_reads_less_of_each_conversation_with_the_cache(tmp_path, tiny_models_dir):
