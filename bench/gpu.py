@@ -8,8 +8,9 @@ Steps, each a table in the output folder:
   1. models: the shipped word and character models, and a 2x650 LSTM with the word model's
      vocabulary and random weights (speed does not depend on training);
   2. the roofline of a decode step on the device (bench.roofline);
-  3. the peer table on the device (bench.peers: rnnserve and LitServe, same weights), and the
-     ceiling of its ratio from step costs alone (bench.batching_ceiling);
+  3. the peer table on the device (bench.peers: rnnserve and LitServe, same weights), the
+     ceiling of its ratio from step costs alone, and both schedules run for real in one
+     process (bench.batching_ceiling);
   4. bf16 against fp32: per-token log-probabilities of WikiText-2 validation sentences with the
      embedding and the recurrent layers in bfloat16 (the output layer in float32), the largest
      difference and the perplexity change, so bf16 serving is only recommended where scores
