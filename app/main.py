@@ -51,7 +51,7 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
         WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(), limits, threads,
-                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20))
+                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=settings.single_thread_rows)
         for index, device in enumerate(devices)
     ]
     return WorkerPool(configs, settings.worker_mode, settings.max_in_flight_per_worker, settings.request_timeout_s, metrics)

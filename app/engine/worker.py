@@ -37,6 +37,7 @@ class WorkerConfig:
     limits: TokenLimits
     threads: int | None = None
     prompt_cache_bytes: int = 0  # per model: states after prompts read (app.engine.prompt_cache)
+    single_thread_rows: int = 0  # CPU generation steps with at most this many live rows run on one thread (0: never)
 
 
 def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, str]]:
@@ -68,6 +69,7 @@ class WorkerLoop:
         self.last_flush = 0.0
         # Batchers of replaced model revisions: they finish their live sequences, then go.
         self.retired: list[ContinuousBatcher] = []
+        self.threads = torch.get_num_threads()  # the worker's torch CPU threads (run() applies config.threads)
 
     def emit(self, event) -> None:
         self.report.events.append(event)
@@ -87,8 +89,18 @@ class WorkerLoop:
             self.report = StepReport()
 
     def run(self) -> None:
+        self.start()
+        while True:
+            if not self.receive() or (self.parent_pid is not None and os.getppid() != self.parent_pid):
+                return
+            self.work()
+            self.flush()
+
+    def start(self) -> None:
+        """Load the models onto the device and tell the pool this worker is ready."""
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        self.threads = torch.get_num_threads()
         self.models, failures = load_models(self.config.model_paths, self.config.device)
         self.batchers = {
             model_id: ContinuousBatcher(loaded, self.config.max_batch_size, self.config.limits, self.config.prompt_cache_bytes)
@@ -96,11 +108,6 @@ class WorkerLoop:
             if can(loaded.model_type, GENERATE)
         }
         self.outbox.put(Ready(self.config.worker_id, sorted(self.models), self.config.device, failures))
-        while True:
-            if not self.receive() or (self.parent_pid is not None and os.getppid() != self.parent_pid):
-                return
-            self.work()
-            self.flush()
 
     def generating(self) -> bool:
         return any(batcher.busy for batcher in (*self.batchers.values(), *self.retired))
@@ -166,17 +173,36 @@ class WorkerLoop:
         self.emit(ModelsLoaded(message.request_id, self.config.worker_id, sorted(self.models), failures))
 
     def work(self, flush_batches: bool = False) -> None:
+        self.use_threads(self.threads)  # score and caption batches get every thread
         for batch in self.batches.values():
             if flush_batches or batch.due():
                 self.report.add_batch_sizes(batch.task.name, batch.run(self.models, self.emit, self.config))
         if flush_batches:
             return
+        self.set_step_threads()
         for batcher in (*self.batchers.values(), *self.retired):
             size = batcher.step(self.emit)
             if size:
                 self.report.add_batch_sizes(GENERATE, [size])
                 self.report.add_prompt_tokens(batcher.take_prompt_tokens())
         self.retired = [batcher for batcher in self.retired if batcher.busy]
+
+    def set_step_threads(self) -> None:
+        """One CPU thread for a generation step with few live rows and none waiting to join.
+        Measured on 2 cores, a step of 1-4 rows is as fast on one thread as on two, while the
+        second thread spins between the step's parallel regions and holds a whole core the HTTP
+        process and other work could use (bench.settings_ab: the server's cores at 1-4 clients
+        halve; tokens/s the same or higher). Joining rows may need a prefill, which every thread
+        speeds up."""
+        batchers = (*self.batchers.values(), *self.retired)
+        few = (self.config.single_thread_rows and self.config.device == "cpu" and not any(b.waiting for b in batchers)
+               and sum(len(b.rows) for b in batchers) <= self.config.single_thread_rows)
+        self.use_threads(1 if few else self.threads)
+
+    @staticmethod
+    def use_threads(count: int) -> None:
+        if torch.get_num_threads() != count:
+            torch.set_num_threads(count)
 
 
 def process_main(config: WorkerConfig, inbox, outbox) -> None:

@@ -114,3 +114,17 @@ def test_prompt_cache_benchmark_reads_less_of_each_conversation_with_the_cache(t
     assert all(t["prompt_tokens_read"] < t["prompt_tokens"] for t in on[1:])
     assert all(row["requests_per_s"] > 0 for row in results["repeat"].values())
     assert (tmp_path / "prompt-cache-cpu.md").exists() and (tmp_path / "prompt-cache-cpu.png").exists()
+
+
+def test_settings_ab_runs_each_variant_on_the_same_requests(tmp_path, tiny_models_dir):
+    from bench.settings_ab import main as settings_ab
+
+    rows = settings_ab(["--models", "tiny-word-lstm", "--models-dir", str(tiny_models_dir), "--prompt", "the cat",
+                        "--concurrency", "2", "--requests-per-client", "2", "--rounds", "2",
+                        "--variant", "shipped", "--variant", "two threads", "RNNSERVE_SINGLE_THREAD_ROWS=0", "--output-dir", str(tmp_path)])
+    assert [row["variant"] for row in rows] == ["shipped", "two threads"]
+    assert len({row["tokens"] for row in rows}) == 1 and all(row["tokens_per_s"] > 0 for row in rows)
+    assert rows[0]["ratio_rounds"] == [1.0, 1.0] and len(rows[1]["ratio_rounds"]) == 2
+    assert "÷ shipped" in (tmp_path / "settings-ab-cpu.md").read_text()
+    with pytest.raises(SystemExit):  # a setting is an RNNSERVE_ variable with a value
+        settings_ab(["--variant", "a", "--variant", "b", "SINGLE_THREAD_ROWS=0"])
