@@ -47,6 +47,7 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
         # The cores shared among the CPU workers. Leaving one to the HTTP process cost more than
         # it saved once a step stopped building 8 MB sampling tables: with both of 2 cores the
         # worker generates 1.2-1.3x faster (bench/peers.py, 32 and 128 clients), streaming the same.
+        # Steps of a few rows, which one thread runs as fast, use one (settings.single_thread_rows).
         threads = max(1, (os.cpu_count() or 1) // len(devices))
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
