@@ -22,7 +22,7 @@ from app.disconnect import CancelOnDisconnectMiddleware
 from app.engine.base import Engine
 from app.engine.lm_tasks import TokenLimits
 from app.engine.pool import WorkerPool, plan_devices
-from app.engine.worker import WorkerConfig
+from app.engine.worker import SMALL_STEP_ROWS, WorkerConfig
 from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.model_store import ModelStore, default_preferences, discover_models
@@ -47,12 +47,17 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
         # The cores shared among the CPU workers. Leaving one to the HTTP process cost more than
         # it saved once a step stopped building 8 MB sampling tables: with both of 2 cores the
         # worker generates 1.2-1.3x faster (bench/peers.py, 32 and 128 clients), streaming the same.
-        # Steps of a few rows, which one thread runs as fast, use one (settings.single_thread_rows).
         threads = max(1, (os.cpu_count() or 1) // len(devices))
+    single_thread_rows = settings.single_thread_rows
+    if single_thread_rows is None:
+        # Steps of up to 4 rows ran as fast on one thread as on two (bench.settings_ab, 2 cores),
+        # and the second thread only spun. With many threads a one-row step may well be faster
+        # on all of them, unmeasured here: there the rule is the operator's choice.
+        single_thread_rows = SMALL_STEP_ROWS if threads is not None and threads <= 2 else 0
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
         WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(), limits, threads,
-                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=settings.single_thread_rows)
+                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=single_thread_rows)
         for index, device in enumerate(devices)
     ]
     return WorkerPool(configs, settings.worker_mode, settings.max_in_flight_per_worker, settings.request_timeout_s, metrics)

@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     worker_mode: Literal["process", "thread"] = Field("process", description="workers as child processes (restartable) or threads")
     workers_per_device: int = Field(1, ge=1)
     worker_threads: int | None = Field(None, description="torch CPU threads per worker (default: torch's)")
-    single_thread_rows: int = Field(4, ge=0, description="a CPU worker runs a generation step on one thread when it has at most "
-                                    "this many live sequences and none waiting to join (0: always worker_threads)")
+    single_thread_rows: int | None = Field(None, ge=0, description="a CPU worker runs a generation step on one thread when it has at "
+                                           "most this many live sequences and none waiting to join (0: always worker_threads; default: "
+                                           "4 for a worker of at most 2 threads, where it was measured, else 0)")
     max_batch_size: int = Field(128, ge=1, description="live sequences per generation step")
     score_max_batch_size: int = Field(64, ge=1, description="sequences per scoring batch")
     score_max_wait_ms: float = Field(5.0, ge=0, description="how long a score request may wait for others to batch with")

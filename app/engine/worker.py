@@ -54,6 +54,9 @@ def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, st
 
 
 STATS_INTERVAL_S = 0.25
+# Live rows up to which a step ran as fast on one CPU thread as on two (the default of
+# single_thread_rows for workers of at most two threads; see WorkerLoop.set_step_threads).
+SMALL_STEP_ROWS = 4
 
 
 class WorkerLoop:

@@ -86,3 +86,17 @@ def test_a_score_batch_after_a_one_thread_step_gets_every_thread(tiny_models_dir
     worker.handle(ScoreJob("s", ScoreInput(MODEL, texts=["the cat sat"])))
     worker.work(flush_batches=True)
     assert batch_threads and set(batch_threads) == {2}
+
+
+@pytest.mark.parametrize(("worker_threads", "setting", "expected"), [(2, None, 4), (1, None, 4), (8, None, 0), (8, 3, 3), (2, 0, 0)])
+def test_by_default_the_rule_applies_to_workers_of_at_most_two_threads(tiny_models_dir, worker_threads, setting, expected):
+    """Measured on two cores only: with more threads a one-row step may be faster on all of
+    them, so there the rule is the operator's choice."""
+    from app.main import build_worker_pool
+    from app.metrics import Metrics
+    from app.model_store import discover_models
+
+    settings = Settings(models_dir=tiny_models_dir, serve_shipped_models=False, device="cpu", worker_threads=worker_threads,
+                        single_thread_rows=setting)
+    pool = build_worker_pool(settings, discover_models(settings), Metrics())
+    assert [config.single_thread_rows for config in pool.worker_configs] == [expected]
