@@ -249,6 +249,24 @@ async def run_level(url: str, engine: str, model: str, prompt: str, lengths: lis
     return summary(engine, concurrency, measured.timings, measured.elapsed, "tokens")
 
 
+def run_rounds(names: list[str], server_of, rounds: int, measure) -> dict[str, list[Round]]:
+    """`measure(name, server)` for each name, `rounds` times in a rotating order, each server
+    resumed only for its own turn (paused servers take no CPU): the paired rounds that keep this
+    machine's drift out of the comparison."""
+    runs: dict[str, list[Round]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            server = server_of(name)
+            server.resume()
+            try:
+                server.wait_ready(timeout=30)
+                runs[name].append(measure(name, server))
+            finally:
+                server.pause()
+    return runs
+
+
 def combine_rounds(engine: str, concurrency: int, rounds: list[Round]) -> dict:
     """One row from several rounds of the same requests: tokens/s the median of the rounds'
     (each also kept), latencies pooled; the cores the server and the client used, and the
@@ -434,19 +452,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for concurrency in args.concurrency:
                     count = max(16, args.requests_per_client * concurrency)
                     drawn = draw_lengths(lengths, count, seed=concurrency)
-                    runs: dict[str, list] = {engine: [] for engine in args.engines}
-                    for round_index in range(args.rounds):
-                        shift = round_index % len(args.engines)
-                        for engine in args.engines[shift:] + args.engines[:shift]:
-                            server = servers[server_key(engine)]
-                            server.resume()
-                            try:
-                                server.wait_ready(timeout=30)
-                                runs[engine].append(asyncio.run(run_clients(
-                                    server.url, engine, drawn, concurrency, lambda client, length, e=engine: send(client, e, model, prompt, length),
+                    runs = run_rounds(args.engines, lambda engine: servers[server_key(engine)], args.rounds, lambda engine, server: asyncio.run(
+                        run_clients(server.url, engine, drawn, concurrency, lambda client, length: send(client, engine, model, prompt, length),
                                     server.cpu_seconds)))
-                            finally:
-                                server.pause()
                     level = [combine_rounds(engine, concurrency, runs[engine]) | {"model": model, "lengths": lengths, "task": "generate"}
                              for engine in args.engines]
                     paired_ratios(level)

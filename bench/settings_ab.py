@@ -21,7 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.peers import LENGTHS, PROMPTS, Process, combine_rounds, draw_lengths, run_clients, send, start_rnnserve
+from bench.peers import LENGTHS, PROMPTS, Process, combine_rounds, draw_lengths, run_clients, run_rounds, send, start_rnnserve
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -118,20 +118,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for lengths in args.lengths:
                 for concurrency in args.concurrency:
                     drawn = draw_lengths(lengths, max(16, args.requests_per_client * concurrency), seed=concurrency)
-                    runs: dict[str, list] = {name: [] for name, _ in variants}
-                    names = list(runs)
-                    for round_index in range(args.rounds):
-                        shift = round_index % len(names)
-                        for name in names[shift:] + names[:shift]:
-                            server = servers[name]
-                            server.resume()
-                            try:
-                                server.wait_ready(timeout=30)
-                                runs[name].append(asyncio.run(run_clients(
-                                    server.url, "rnnserve", drawn, concurrency,
-                                    lambda client, length: send(client, "rnnserve", model, prompt, length), server.cpu_seconds)))
-                            finally:
-                                server.pause()
+                    names = [name for name, _ in variants]
+                    runs = run_rounds(names, servers.__getitem__, args.rounds, lambda name, server: asyncio.run(
+                        run_clients(server.url, "rnnserve", drawn, concurrency, lambda client, length: send(client, "rnnserve", model, prompt, length),
+                                    server.cpu_seconds)))
                     level = [combine_rounds("rnnserve", concurrency, runs[name]) | {"variant": name, "model": model, "lengths": lengths}
                              for name in names]
                     paired(level)
