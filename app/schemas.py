@@ -34,7 +34,7 @@ class GenerateRequest(RequestModel):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
     def to_sampling_params(self) -> list[SamplingParams]:
-        """One parameter set per choice; seeded choices get seeds seed, seed+1, ..."""
+        """One parameter set per choice (seeds per choice: `models.sampling.choice_seeds`)."""
         base = dict(
             strategy=self.strategy,
             temperature=1.0 if self.temperature is None else self.temperature,

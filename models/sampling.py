@@ -116,11 +116,23 @@ class LogitsProcessor(Protocol):
 
 
 class TemperatureProcessor:
+    """Divides each row's logits by its temperature. A temperature near 0 is the argmax limit:
+    in float32 it may round to 0 or make the largest logit overflow to +inf (and softmax of
+    +inf is NaN), so temperatures are held at least at float32's smallest normal number and a
+    row that overflows is divided after subtracting its maximum instead, which leaves its best
+    logit at 0 and every other finite or -inf."""
+
     def __init__(self, temperatures: list[float], device: torch.device) -> None:
-        self.temperatures = torch.tensor(temperatures, device=device).unsqueeze(1)  # (B, 1)
+        smallest = torch.finfo(torch.float32).tiny
+        self.temperatures = torch.tensor(temperatures, device=device).clamp(min=smallest).unsqueeze(1)  # (B, 1)
 
     def __call__(self, logits: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-        return logits / self.temperatures
+        scaled = logits / self.temperatures
+        overflowing = scaled.amax(dim=-1) == math.inf  # (B,)
+        if bool(overflowing.any()):
+            shifted = (logits - logits.amax(dim=-1, keepdim=True)) / self.temperatures
+            scaled = torch.where(overflowing.unsqueeze(1), shifted, scaled)
+        return scaled
 
 
 class TopKProcessor:
@@ -145,6 +157,8 @@ class TopPProcessor:
         cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         # Drop a token when the tokens before it already reach top_p (the first always stays).
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= self.top_ps
+        # A top_p that rounds to 0 in float32 would drop everything; the most likely token stays.
+        drop_sorted[:, 0] = False
         drop = drop_sorted.scatter(1, order, drop_sorted)
         return logits.masked_fill(drop, -math.inf)
 
@@ -159,9 +173,12 @@ class TokenBans:
         self.ban_unknown = torch.tensor([not p.allow_unknown for p in params], device=device)
         self.min_tokens = torch.tensor([p.min_tokens for p in params], device=device)
 
-    def apply(self, probabilities: torch.Tensor, generated: torch.Tensor) -> None:
-        probabilities[:, self.unknown_id].masked_fill_(self.ban_unknown, 0.0)
-        probabilities[:, self.end_id].masked_fill_(generated < self.min_tokens, 0.0)
+    def apply(self, probabilities: torch.Tensor, generated: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Zero the banned tokens of every row, or of the rows selected by the boolean `rows`
+        (then `probabilities` and `generated` hold only those rows)."""
+        ban_unknown, min_tokens = (self.ban_unknown, self.min_tokens) if rows is None else (self.ban_unknown[rows], self.min_tokens[rows])
+        probabilities[:, self.unknown_id].masked_fill_(ban_unknown, 0.0)
+        probabilities[:, self.end_id].masked_fill_(generated < min_tokens, 0.0)
 
 
 _MASK64 = (1 << 64) - 1
@@ -196,10 +213,22 @@ def counter_uniforms(seeds: torch.Tensor, counters: torch.Tensor) -> torch.Tenso
     return _shift_right(bits, 11).double() * 2.0**-53
 
 
+def _mix64(value: int) -> int:
+    """SplitMix64's finaliser on a Python int (unsigned 64-bit arithmetic)."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
 def choice_seeds(seed: int | None, n: int) -> list[int | None]:
-    """The seed of each of a request's n choices: seed, seed + 1, ... (wrapping below
-    SEED_LIMIT), so choice i equals the same request with seed + i and n = 1; None stays None."""
-    return [None if seed is None else (seed + index) % SEED_LIMIT for index in range(n)]
+    """The seed of each of a request's n choices. Choice 0 uses the request's seed itself, so a
+    request with n = 1 samples with exactly its seed; choice i > 0 uses a seed mixed from
+    (seed, i) by SplitMix64, so the choices of neighbouring seeds (1 and 2, say) are unrelated
+    streams rather than the same ones shifted by one. None stays None (fresh seeds)."""
+    if seed is None:
+        return [None] * n
+    return [seed if index == 0 else _mix64(_mix64(seed) ^ index) % SEED_LIMIT for index in range(n)]
 
 
 def choice_params(n: int, seed: int | None, **fields) -> list[SamplingParams]:
@@ -277,9 +306,12 @@ class BatchSampler:
         advance = ~self.greedy if active is None else ~self.greedy & active
         if not isinstance(scores, torch.Tensor):
             if scores.by_cluster and self.reads_by_cluster and max(self.unknown_id, self.end_id) < scores.shortlist_size:
-                return self._choose_by_cluster(scores, generated, advance)
+                chosen = self._choose_by_cluster(scores, generated, advance)
+                if chosen is not None:
+                    return chosen
             scores = scores.logits
         probabilities = self.probabilities(scores, generated)
+        self._settle_empty_rows(probabilities, scores, generated)
         if self.all_greedy:
             return probabilities.argmax(dim=-1)
         sampled = inverse_cdf(probabilities, counter_uniforms(self.seeds, self.draws))
@@ -288,7 +320,21 @@ class BatchSampler:
             return sampled
         return torch.where(self.greedy, probabilities.argmax(dim=-1), sampled)
 
-    def _choose_by_cluster(self, scores, generated: torch.Tensor, advance: torch.Tensor) -> torch.Tensor:
+    def _settle_empty_rows(self, probabilities: torch.Tensor, logits: torch.Tensor, generated: torch.Tensor) -> None:
+        """Rows whose processed distribution has no mass left (the only tokens a tiny temperature
+        or top_p kept are banned, or the arithmetic underflowed) or is not a number take the
+        limit those parameters approach: the most probable token that is not banned. In place."""
+        totals = probabilities.sum(dim=-1)
+        empty = ~(totals > 0)  # also true for NaN
+        if not bool(empty.any()):
+            return
+        allowed = torch.ones_like(probabilities[empty])
+        self.bans.apply(allowed, generated[empty], empty)
+        fallback = logits[empty].float().nan_to_num(nan=-math.inf).masked_fill(allowed == 0, -math.inf).argmax(dim=-1)
+        probabilities[empty] = 0.0
+        probabilities[empty.nonzero().squeeze(1), fallback] = 1.0
+
+    def _choose_by_cluster(self, scores, generated: torch.Tensor, advance: torch.Tensor) -> torch.Tensor | None:
         """The same choice as from the full distribution, reading the adaptive head and only the
         clusters chosen rows land in. The vocabulary is ordered [frequent words, cluster 0,
         cluster 1, ...], the head [frequent words, mass of cluster 0, mass of cluster 1, ...],
@@ -296,6 +342,8 @@ class BatchSampler:
         on with the remaining fraction of the uniform."""
         head = scores.head_probabilities()  # (B, S + C)
         self.bans.apply(head, generated)  # banned ids are frequent words (checked by the caller)
+        if not bool((head.sum(dim=-1) > 0).all()):
+            return None  # a row with nothing left to choose from: the full distribution settles it
         shortlist = scores.shortlist_size
         chosen = torch.empty(len(head), dtype=torch.long, device=head.device)
         greedy = self.greedy

@@ -40,5 +40,5 @@ def run_caption_batch(models: dict, jobs: list[CaptionJob], emit) -> list[int]:
                 captions = sample_captions(loaded.model.decoder, image_features.expand(len(request.params), -1, -1),
                                            request.params, vocab.bos_id, vocab.eos_id, vocab.unk_id)
                 captions.sort(key=lambda c: (not c.finished, -c.ranking_score()))  # best first, like beam search
-            emit(JobResult(job.request_id, [(loaded.caption_text(c.token_ids), c.logprob, c.ranking_score(), c.finished) for c in captions]))
+            emit(JobResult(job.request_id, [(loaded.caption_text(c.token_ids, c.finished), c.logprob, c.ranking_score(), c.finished) for c in captions]))
     return sizes

@@ -48,10 +48,13 @@ class LoadedCaptioner(LoadedModel):
     def image_size(self) -> int:
         return self.model.encoder_config.image_size
 
-    def caption_text(self, token_ids: list[int]) -> str:
-        """A caption's words as a sentence: capitalised, with a full stop."""
+    def caption_text(self, token_ids: list[int], finished: bool = True) -> str:
+        """A caption's words as a sentence: capitalised, with a full stop when it reached its end
+        token (a caption cut off at max_tokens is not a whole sentence, so it gets none)."""
         text = " ".join(self.vocab.decode(token_ids))
-        return (text[:1].upper() + text[1:] + ".") if text else ""
+        if not text:
+            return ""
+        return text[:1].upper() + text[1:] + ("." if finished else "")
 
 
 def save_captioner(directory: str | Path, model: Captioner, vocab: Vocabulary, extra: dict | None = None,

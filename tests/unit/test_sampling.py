@@ -167,3 +167,17 @@ def test_beam_search_is_a_decoding_parameter_variant():
     assert beam.top_k is None and beam.temperature == 1.0
     with pytest.raises(InvalidParameter, match="beam_size"):
         SamplingParams(strategy=BEAM, beam_size=0)
+
+
+def test_neighbouring_seeds_share_no_choices():
+    """Choice 0 is the request's seed (n = 1 samples with exactly it); the other choices' seeds
+    are mixed from (seed, index), so seed 1's choices and seed 2's are different streams."""
+    from models.sampling import SEED_LIMIT, choice_seeds
+
+    assert choice_seeds(None, 3) == [None, None, None]
+    for seed in (0, 1, 2, 12345, SEED_LIMIT - 1):
+        seeds = choice_seeds(seed, 8)
+        assert seeds[0] == seed and len(set(seeds)) == 8
+        assert all(0 <= s < SEED_LIMIT for s in seeds)
+        assert not set(seeds) & set(choice_seeds((seed + 1) % SEED_LIMIT, 8))
+    assert choice_seeds(7, 3) == choice_seeds(7, 5)[:3]  # more choices never change the first ones
