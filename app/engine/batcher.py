@@ -106,7 +106,7 @@ class ContinuousBatcher:
             if row.request_id == request_id:
                 row.aborted = True
 
-    def _admit(self) -> None:
+    def _admit(self, emit) -> None:
         """Waiting rows join, each from the longest prefix of its prompt the prompt cache holds
         (`app.engine.prompt_cache`); what is left of the prompt is read one of two ways. When
         rows are already running, a short rest of a request that waits for its whole answer is
@@ -133,20 +133,37 @@ class ContinuousBatcher:
                 fed.append((row, start))
             else:
                 packed.append((row, start))
-        model = self.loaded.model
-        if ready:
-            rows = [row for row, _ in ready]
-            hidden = torch.cat([start.hidden for _, start in ready])
-            self._join(rows, GenerationBatch.resumed(model, self._start_state(ready), hidden, self._sampler(rows)))
-        if packed:
-            self._prefill(packed)
-        if fed:
-            rows = [row for row, _ in fed]
-            for row, start in fed:
-                row.prompt_left = len(row.prompt_ids) - (start.length if start else 0)
-                self.prompt_tokens["model"] += row.prompt_left
-            width = self.batch.scores.hidden.size(1)
-            self._join(rows, GenerationBatch.reading(model, self._start_state(fed), self._sampler(rows), width))
+        for group, join in ((ready, self._resume), (packed, self._prefill), (fed, self._feed)):
+            if group:
+                self._join_isolated(group, join, emit)
+
+    def _join_isolated(self, group: list[tuple[Row, CachedState | None]], join, emit) -> None:
+        """Join `group` together; when that raises, each row on its own, so a row that cannot
+        join fails its request alone."""
+        try:
+            join(group)
+        except Exception:  # noqa: BLE001 - isolated below, row by row
+            for item in group:
+                try:
+                    join([item])
+                except Exception as error:  # noqa: BLE001 - this row's request fails, the others join
+                    self.fail_request(item[0].request_id, error, emit)
+
+    def _resume(self, ready: list[tuple[Row, CachedState | None]]) -> None:
+        """Rows whose whole prompts the cache held: they start sampling at once."""
+        rows = [row for row, _ in ready]
+        hidden = torch.cat([start.hidden for _, start in ready])
+        self._join(rows, GenerationBatch.resumed(self.loaded.model, self._start_state(ready), hidden, self._sampler(rows)))
+
+    def _feed(self, fed: list[tuple[Row, CachedState | None]]) -> None:
+        """Rows whose prompt rests are read through the running batch's decode steps."""
+        rows = [row for row, _ in fed]
+        width = self.batch.scores.hidden.size(1)
+        batch = GenerationBatch.reading(self.loaded.model, self._start_state(fed), self._sampler(rows), width)
+        for row, start in fed:
+            row.prompt_left = len(row.prompt_ids) - (start.length if start else 0)
+            self.prompt_tokens["model"] += row.prompt_left
+        self._join(rows, batch)
 
     def _prefill(self, joining: list[tuple[Row, CachedState | None]]) -> None:
         """Read the rest of each prompt in one packed call. Rows with the same prompt (a
@@ -184,24 +201,20 @@ class ContinuousBatcher:
 
     def step(self, emit) -> int:
         """Admit waiting rows, choose one token for every live row, drop finished rows and
-        advance the rest. Returns the batch size of this step (0 when idle)."""
-        self._admit()
+        advance the rest. Returns the batch size of this step (0 when idle). An exception in
+        one row (choosing, detokenizing, advancing) fails that row's request alone; the other
+        rows carry on with the tokens they would have had alone."""
+        self._admit(emit)
         if not self.rows:
             return 0
         batch_size = len(self.rows)
-        generated = torch.tensor([len(r.tracker.completion.token_ids) for r in self.rows], device=self.device)
-        raw_logprobs = None
-        if any(r.logprobs is not None and r.sampling for r in self.rows):
-            raw_logprobs = self.batch.scores.logits.float().log_softmax(dim=-1).cpu()
-        feeding = [index for index, row in enumerate(self.rows) if not row.sampling]
-        active = None
-        if feeding:
-            active = torch.ones(batch_size, dtype=torch.bool, device=self.device)
-            active[feeding] = False
-        chosen = self.batch.choose(generated, active)
+        choice = self._isolated(self._choose, emit)
+        if choice is None:
+            return batch_size
+        chosen, raw_logprobs = choice
         tokens = self.loaded.vocab.tokens
         keep: list[int] = []
-        read: list[int] = []  # rows (numbered as they will be after this step) whose prompts this step finishes reading
+        read: list[Row] = []  # rows whose prompts this step finishes reading
         now = time.monotonic()
         inputs = chosen.tolist()
         for index, (row, token_id) in enumerate(zip(self.rows, inputs)):
@@ -211,40 +224,111 @@ class ContinuousBatcher:
                 inputs[index] = row.prompt_ids[len(row.prompt_ids) - row.prompt_left]
                 row.prompt_left -= 1
                 if not row.prompt_left:
-                    read.append(len(keep))
+                    read.append(row)
                 keep.append(index)
                 continue
-            completion = row.tracker.completion
-            count_before = len(completion.token_ids)
-            delta = row.tracker.add(token_id)
-            if row.first_token_at is None:
-                row.first_token_at = now
-            if row.reports_tokens and len(completion.token_ids) > count_before:
-                logprob, top = None, None
-                if raw_logprobs is not None and row.logprobs is not None:
-                    logprob = float(raw_logprobs[index, token_id])
-                    if row.logprobs > 0:
-                        values, ids = raw_logprobs[index].topk(row.logprobs)
-                        top = {tokens[i]: round(float(v), 6) for v, i in zip(values.tolist(), ids.tolist())}
-                emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top, row.tracker.last_offset))
-            if row.tracker.finished:
-                emit(row.finished_event())
-                # Its state has read the prompt and every token before this one: a next prompt
-                # that repeats them (a conversation's next turn) starts here.
-                if len(row.prompt_ids) + count_before <= self.limits.max_prompt_tokens:
-                    self.prompt_cache.put(row.prompt_ids + completion.token_ids[:count_before], *self.batch.row_state(index))
-            else:
+            try:
+                finished = self._record(index, row, token_id, raw_logprobs, tokens, now, emit)
+            except Exception as error:  # noqa: BLE001 - this row's request fails, the batch goes on
+                self.fail_request(row.request_id, error, emit)
+                continue
+            if not finished:
                 keep.append(index)
-        if len(keep) < batch_size:
-            self.rows = [self.rows[i] for i in keep]
-            if not keep:
-                self.batch = None
+        keep = [index for index in keep if not self.rows[index].aborted]  # rows of a request failed above
+        next_inputs = {id(self.rows[index]): inputs[index] for index in keep}
+        if len(keep) < len(self.rows):
+            self._keep(keep)
+            if not self.rows:
                 return batch_size
-            self.batch = self.batch.filter(keep)
-        self.batch.advance(torch.tensor([inputs[i] for i in keep], device=self.device))
-        for index in read:
-            self.prompt_cache.put(self.rows[index].prompt_ids, *self.batch.row_state(index))
+        self._isolated(lambda batch, rows: batch.advance(torch.tensor([next_inputs[id(r)] for r in rows], device=self.device)), emit)
+        if read and self.rows:
+            position = {id(row): index for index, row in enumerate(self.rows)}
+            for row in read:
+                if id(row) in position:
+                    self.prompt_cache.put(row.prompt_ids, *self.batch.row_state(position[id(row)]))
         return batch_size
+
+    def _choose(self, batch: GenerationBatch, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One token for each of `rows` (the rows of `batch`), and the log-probabilities of the
+        rows that report them."""
+        generated = torch.tensor([len(r.tracker.completion.token_ids) for r in rows], device=self.device)
+        raw_logprobs = None
+        if any(r.logprobs is not None and r.sampling for r in rows):
+            raw_logprobs = batch.scores.logits.float().log_softmax(dim=-1).cpu()
+        active = None
+        if any(not r.sampling for r in rows):
+            active = torch.tensor([r.sampling for r in rows], dtype=torch.bool, device=self.device)
+        return batch.choose(generated, active), raw_logprobs
+
+    def _record(self, index: int, row: Row, token_id: int, raw_logprobs, tokens, now: float, emit) -> bool:
+        """Add a sampled token to its row and emit what it produced; True when the row finished."""
+        completion = row.tracker.completion
+        count_before = len(completion.token_ids)
+        delta = row.tracker.add(token_id)
+        if row.first_token_at is None:
+            row.first_token_at = now
+        if row.reports_tokens and len(completion.token_ids) > count_before:
+            logprob, top = None, None
+            if raw_logprobs is not None and row.logprobs is not None:
+                logprob = float(raw_logprobs[index, token_id])
+                if row.logprobs > 0:
+                    values, ids = raw_logprobs[index].topk(row.logprobs)
+                    top = {tokens[i]: round(float(v), 6) for v, i in zip(values.tolist(), ids.tolist())}
+            emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top, row.tracker.last_offset))
+        if not row.tracker.finished:
+            return False
+        emit(row.finished_event())
+        # Its state has read the prompt and every token before this one: a next prompt
+        # that repeats them (a conversation's next turn) starts here.
+        if len(row.prompt_ids) + count_before <= self.limits.max_prompt_tokens:
+            self.prompt_cache.put(row.prompt_ids + completion.token_ids[:count_before], *self.batch.row_state(index))
+        return True
+
+    def _keep(self, keep: list[int]) -> None:
+        """Only the rows `keep` (indices into the current rows) stay."""
+        self.rows = [self.rows[i] for i in keep]
+        self.batch = self.batch.filter(keep) if keep else None
+
+    def _isolated(self, attempt, emit):
+        """`attempt(batch, rows)` on the whole batch. When it raises, it is tried on each row
+        alone (a filtered copy: the batch and its random streams stay as they were) to find the
+        rows it fails for; their requests fail, the rest run `attempt` again without them. When
+        no single row fails, the fault is the batch's and every request in it fails. Returns
+        what `attempt` returned, or None when no row is left."""
+        try:
+            return attempt(self.batch, self.rows)
+        except Exception as batch_error:  # noqa: BLE001 - isolated below, row by row
+            failing: list[int] = []
+            for index, row in enumerate(self.rows):
+                try:
+                    attempt(self.batch.filter([index]), [row])
+                except Exception as error:  # noqa: BLE001 - this row's request fails
+                    failing.append(index)
+                    self.fail_request(row.request_id, error, emit)
+            if not failing:
+                for row in self.rows:
+                    self.fail_request(row.request_id, batch_error, emit)
+            self._keep([index for index, row in enumerate(self.rows) if not row.aborted])
+            if not self.rows:
+                return None
+            return attempt(self.batch, self.rows)
+
+    def fail_request(self, request_id: str, error: BaseException, emit) -> None:
+        """End a request that raised on this worker: logged with its id, a clear error for its
+        client, its rows leave at the next step and its waiting rows go now."""
+        if any(row.request_id == request_id and row.aborted for row in self.rows):
+            return  # already failed (another of its choices raised first)
+        logger.error("request %s failed on this worker: %s: %s", request_id, type(error).__name__, error, exc_info=error)
+        emit(JobError(request_id, "failed", f"this request failed while generating ({type(error).__name__}: {error}); "
+                                            f"other requests are unaffected (request id {request_id})"))
+        self.abort(request_id)
+
+    def fail_all(self, error: BaseException, emit) -> None:
+        """Fail every request this batcher holds and start empty: the last resort when a step
+        raised outside any one row's work."""
+        for request_id in dict.fromkeys(row.request_id for row in (*self.rows, *self.waiting)):
+            self.fail_request(request_id, error, emit)
+        self.rows, self.waiting, self.batch = [], deque(), None
 
 
 TREE_CHUNK_FACTOR = 8
@@ -278,12 +362,20 @@ def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max
         results: list[list[ScoredText | None]] = [[None] * len(encoded) for _, encoded in items]
         for start in range(0, len(flat), chunk_size):
             chunk = flat[start : start + chunk_size]
-            modes = [items[job_index][0].request.unknown_words for job_index, _, _ in chunk]
-            scored = loaded.score_encoded([entry[2] for entry in chunk], modes)
             batch_sizes.append(len(chunk))
-            for (job_index, item_index, _), result in zip(chunk, scored):
-                texts = items[job_index][0].request.texts
-                results[job_index][item_index] = to_scored_text(result, loaded.tokenizer, texts[item_index] if texts else None)
+            # Alternatives need every position's whole distribution (the flat pass, not the
+            # prefix tree), so the texts that ask for them are scored apart, with the most any asks.
+            asks = [bool(items[job_index][0].request.top_logprobs) for job_index, _, _ in chunk]
+            for wants_alternatives in (False, True):
+                part = [entry for entry, asked in zip(chunk, asks) if asked == wants_alternatives]
+                if not part:
+                    continue
+                requests = [items[job_index][0].request for job_index, _, _ in part]
+                scored = loaded.score_encoded([entry[2] for entry in part], [r.unknown_words for r in requests],
+                                              max(r.top_logprobs for r in requests))
+                for (job_index, item_index, _), request, result in zip(part, requests, scored):
+                    text = request.texts[item_index] if request.texts else None
+                    results[job_index][item_index] = to_scored_text(result, loaded.tokenizer, text, request.top_logprobs)
         for (job, _), job_results in zip(items, results):
             emit(JobResult(job.request_id, job_results))
     return batch_sizes

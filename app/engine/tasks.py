@@ -5,15 +5,18 @@ oldest has waited long enough, then run together. Adding an endpoint is a route,
 one entry here (and, for a new kind of model, its entry in models.registry)."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from app.engine.batcher import run_score_batch
 from app.engine.caption_tasks import run_caption_batch
-from app.engine.messages import CaptionJob, GenerateJob, ScoreJob
+from app.engine.messages import CaptionJob, GenerateJob, JobError, ScoreJob
 from app.settings import BatchSettings
 from models.registry import CAPTION, GENERATE, SCORE
+
+logger = logging.getLogger(__name__)
 
 # A batch runner: (models, jobs, emit, worker config) -> the batch sizes it ran.
 Runner = Callable[[dict, list, Callable, object], list[int]]
@@ -69,5 +72,29 @@ class DynamicBatch:
         return self.items >= self.settings.max_items or time.monotonic() >= self.deadline()
 
     def run(self, models: dict, emit, config) -> list[int]:
+        """Run the waiting jobs together. When the batch raises, each job that has no answer yet
+        runs alone, so a job that cannot run fails by itself and the others get the answers
+        they would have had alone (results never depend on batch neighbours)."""
         jobs, self.jobs, self.items = self.jobs, [], 0
-        return self.task.run(models, jobs, emit, config)
+        answered: set[str] = set()
+
+        def record(event) -> None:
+            answered.add(event.request_id)
+            emit(event)
+
+        try:
+            return self.task.run(models, jobs, record, config)
+        except Exception:  # noqa: BLE001 - isolated below, job by job
+            if len(jobs) > 1:
+                logger.warning("a %s batch of %d jobs failed; running its jobs one at a time", self.task.name, len(jobs))
+        sizes: list[int] = []
+        for job in jobs:
+            if job.request_id in answered:
+                continue
+            try:
+                sizes += self.task.run(models, [job], emit, config)
+            except Exception as error:  # noqa: BLE001 - this job's request fails, the worker lives
+                logger.error("request %s failed on this worker: %s: %s", job.request_id, type(error).__name__, error, exc_info=error)
+                emit(JobError(job.request_id, "failed", f"this request failed on the worker ({type(error).__name__}: {error}); "
+                                                        f"other requests are unaffected (request id {job.request_id})"))
+        return sizes

@@ -184,7 +184,12 @@ class WorkerLoop:
             return
         self.set_step_threads()
         for batcher in (*self.batchers.values(), *self.retired):
-            size = batcher.step(self.emit)
+            try:
+                size = batcher.step(self.emit)
+            except Exception as error:  # noqa: BLE001 - a step that failed outside any one row: its requests fail, the worker lives
+                logger.exception("a generation step failed; failing the requests it held")
+                batcher.fail_all(error, self.emit)
+                continue
             if size:
                 self.report.add_batch_sizes(GENERATE, [size])
                 self.report.add_prompt_tokens(batcher.take_prompt_tokens())
