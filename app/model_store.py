@@ -1,5 +1,6 @@
 """The catalogue of models the service offers: every sub-directory holding a config.json in
-the model directories (the user's, then the shipped ones), described from its files
+the model directories (the user's, then the shipped ones), except hidden ones (an export still
+being written or replaced, `models.artifacts.staged_model_directory`), described from its files
 (`models.registry.inspect_model`: nothing is built on the CPU a second time). A directory that
 cannot be a model is skipped and reported; one the workers then fail to load is dropped the
 same way (`drop_failed`), and the rest serve. The catalogue keeps only what the HTTP layer
@@ -11,13 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import ApiError
-from models.artifacts import CONFIG_FILE
+from models.artifacts import model_directories_in
 from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, inspect_model
 
 logger = logging.getLogger(__name__)
 
 # The type whose default serves a task when a request names no model.
 DEFAULT_TYPE = {GENERATE: "language_model", SCORE: "language_model", CAPTION: "captioner"}
+# Each public type as the messages name it, with its article.
+TYPE_NAMES = {"language_model": "a language model", "captioner": "a captioner", "ngram": "an n-gram model"}
+# The setting that chooses a type's default. No setting chooses an n-gram model: a request that
+# names no model never gets one.
+DEFAULT_SETTINGS = {"language_model": "RNNSERVE_DEFAULT_LANGUAGE_MODEL", "captioner": "RNNSERVE_DEFAULT_CAPTIONER"}
+
+
+def type_name(public_type: str, article: bool = True) -> str:
+    """'a language model', 'an n-gram model' (or without the article)."""
+    name = TYPE_NAMES.get(public_type, "a " + public_type.replace("_", " "))
+    return name if article else name.split(" ", 1)[1]
 
 
 # What the catalogue knows of a model (from its files).
@@ -36,7 +48,7 @@ def model_directories(models_dirs: list[Path]) -> dict[str, Path]:
         if not models_dir.is_dir():
             logger.warning("models directory %s does not exist", models_dir)
             continue
-        for directory in sorted(p for p in models_dir.iterdir() if (p / CONFIG_FILE).is_file()):
+        for directory in model_directories_in(models_dir):
             if directory.name in found:
                 logger.warning("model %s in %s is hidden by the one in %s", directory.name, directory.parent, found[directory.name].parent)
                 continue
@@ -81,16 +93,19 @@ class ModelStore:
         for public_type in sorted({info.public_type for info in self.models.values()}):
             candidates = sorted(m for m, info in self.models.items() if info.public_type == public_type)
             preferred = preferred_defaults.get(public_type)
-            setting = f"RNNSERVE_DEFAULT_{public_type.upper()}"
+            setting = DEFAULT_SETTINGS.get(public_type)
+            first = f"the first {type_name(public_type, article=False)} by id"
             if preferred in candidates:
                 self.defaults[public_type], reason = preferred, f"named by {setting}"
             elif preferred:
                 self.defaults[public_type] = candidates[0]
-                reason = f"{setting}={preferred} is not loaded; the first {public_type.replace('_', ' ')} by id"
+                reason = f"{setting}={preferred} is not loaded; {first}"
+            elif setting:
+                self.defaults[public_type], reason = candidates[0], f"{first} ({setting} is not set)"
             else:
-                self.defaults[public_type], reason = candidates[0], f"the first {public_type.replace('_', ' ')} by id ({setting} is not set)"
+                self.defaults[public_type], reason = candidates[0], f"{first}; no setting chooses it"
             self.default_reasons[public_type] = reason
-            logger.info("default %s: %s (%s)", public_type.replace("_", " "), self.defaults[public_type], reason)
+            logger.info("default %s: %s (%s)", type_name(public_type, article=False), self.defaults[public_type], reason)
 
     def paths(self) -> dict[str, Path]:
         """What the workers load: every model that loaded here."""
@@ -102,15 +117,15 @@ class ModelStore:
         if model_id is None:
             public_type = DEFAULT_TYPE[task]
             if public_type not in self.defaults:
-                raise ApiError(404, f"no {public_type.replace('_', ' ')} is loaded", param)
+                raise ApiError(404, f"no {type_name(public_type, article=False)} is loaded", param)
             return self.models[self.defaults[public_type]]
         info = self.models.get(model_id)
         if info is None:
             raise ApiError(404, f"model {model_id!r} not found", param)
         if task not in info.tasks:
             able = sorted({m.public_type for m in self.models.values() if task in m.tasks} or {DEFAULT_TYPE[task]})
-            raise ApiError(422, f"model {model_id!r} is a {info.public_type.replace('_', ' ')}, which cannot {task}; "
-                                f"name a {' or '.join(able).replace('_', ' ')}", param)
+            raise ApiError(422, f"model {model_id!r} is {type_name(info.public_type)}, which cannot {task}; "
+                                f"name {' or '.join(type_name(t) for t in able)}", param)
         return info
 
 

@@ -28,11 +28,12 @@ class LoadedLanguageModel(LoadedModel, TextEncoding):
     model_type: ClassVar[str] = "rnn_lm"
     model: RNNLanguageModel
 
-    def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
-        # N-best lists share most of their prefixes: run each distinct prefix once.
-        if runs_as_tree(self.model) and shares_prefixes(sequences):
+    def score(self, sequences: list[list[int]], top_logprobs: int = 0) -> list[SequenceScore]:
+        # N-best lists share most of their prefixes: run each distinct prefix once (the tree
+        # reads only the targets' log-probabilities, so alternatives take the flat pass).
+        if not top_logprobs and runs_as_tree(self.model) and shares_prefixes(sequences):
             return score_prefix_tree(self.model, sequences)
-        return score_sequences(self.model, sequences)
+        return score_sequences(self.model, sequences, top_logprobs)
 
 
 def _tied_names(config: LanguageModelConfig) -> frozenset[str]:

@@ -105,6 +105,15 @@ class GenerationBatch:
 
 @dataclass
 class Completion:
+    """One row's result. `token_ids` are every token chosen, all of which the row's recurrent
+    state has read (the prompt cache and the token counts rely on that); `tokens` are the tokens
+    of `text`. They differ only when a stop string ends the completion: OpenAI's completions
+    API returns the text without the stop string ("The returned text will not contain the stop
+    sequence"), and `tokens` keep just the tokens whose own text begins before it. A token that
+    begins before the stop string and runs into it is kept (its text is cut with the rest), so
+    `text` holds the text of exactly the reported tokens and the separators between them, and
+    each reported token's text offset lies inside `text`."""
+
     token_ids: list[int] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     text: str = ""
@@ -143,14 +152,16 @@ class CompletionTracker:
         self.line_tail, self.dropped_quotes = line[-CONTEXT_TOKENS:], line[:-CONTEXT_TOKENS].count(QUOTE)
         self._window: tuple[list[str], str] | None = None
         self.last_offset = 0  # where the last token's own text starts in the completion's text
+        self.token_offsets: list[int] = []  # the same for every token (tracked text only)
 
     @property
     def finished(self) -> bool:
         return self.completion.finish_reason is not None
 
     def add(self, token_id: int) -> str:
-        """Record a token; returns the text it adds (empty when text is not tracked, or once a
-        stop string is hit)."""
+        """Record a token; returns the text it adds (empty when text is not tracked). A stop
+        string cuts the text before it, the text returned included, and drops the tokens that
+        begin at or after it (see `Completion`)."""
         completion = self.completion
         if token_id == self.vocab.eos_id:
             completion.finish_reason = "stop"
@@ -164,26 +175,28 @@ class CompletionTracker:
             self._final_text()
             return ""
         previous_text, settled = completion.text, len(self.frozen_text)
-        completion.text = self._tracked_text()
-        for stop in self.params.stop:
-            # Only text after what was already searched can hold a new occurrence.
-            position = completion.text.find(stop, max(0, settled - len(stop)))
-            if position >= 0:
-                completion.text = completion.text[:position]
-                completion.finish_reason = "stop"
-                break
-        # Detokenizing can rewrite the tail (joining "n" + "'t"), so report the new suffix; the
-        # frozen text is a prefix of both.
-        common = min(settled, len(completion.text))
-        limit = min(len(previous_text), len(completion.text))
-        while common < limit and previous_text[common] == completion.text[common]:
-            common += 1
-        delta = completion.text[common:]
-        # The token's own characters, after the separator the delta may begin with.
+        text = self._tracked_text()
+        common = _common_prefix(previous_text, text, min(settled, len(text)))
+        # Detokenizing can rewrite the tail (joining "n" + "'t"), so the token's text is looked
+        # for in the new suffix (after the separator it may begin with); the frozen text is a
+        # prefix of both.
+        delta = text[common:]
         surface = self.tokenizer.surface(completion.tokens[-1])
         found = delta.find(surface) if surface else -1
         self.last_offset = common + (found if found >= 0 else len(delta) - len(delta.lstrip()))
-        return delta
+        self.token_offsets.append(self.last_offset)
+        # Only text after what was already searched can hold a new occurrence; the earliest one
+        # ends the completion.
+        found_stops = [position for stop in self.params.stop
+                       if (position := text.find(stop, max(0, settled - len(stop)))) >= 0]
+        if found_stops:
+            cut = min(found_stops)
+            text = text[:cut]
+            completion.finish_reason = "stop"
+            kept = next((index for index, offset in enumerate(self.token_offsets) if offset >= cut), len(self.token_offsets))
+            del completion.tokens[kept:]
+        completion.text = text
+        return text[_common_prefix(previous_text, text, min(settled, len(text))):]
 
     def _tracked_text(self) -> str:
         tokens = self.completion.tokens
@@ -225,6 +238,14 @@ class CompletionTracker:
     def _final_text(self) -> None:
         if self.finished and not self.incremental_text:
             self.completion.text = self.tokenizer.detokenize_continuation(self.context, self.completion.tokens)
+
+
+def _common_prefix(first: str, second: str, start: int = 0) -> int:
+    """Length of the common prefix of two strings known to agree on their first `start` characters."""
+    limit = min(len(first), len(second))
+    while start < limit and first[start] == second[start]:
+        start += 1
+    return start
 
 
 def generate(

@@ -8,7 +8,7 @@ from typing import Literal
 
 from models.scoring import SequenceScore, summarise
 from models.spelling import SpellingModel
-from models.tokenizers import Tokenizer
+from models.tokenizers import Tokenizer, text_start
 from models.vocab import Vocabulary
 
 # How a word outside the vocabulary is scored: "spell" charges log p(<unk> | context) plus the
@@ -18,9 +18,9 @@ UnknownWords = Literal["spell", "unk"]
 
 @dataclass
 class EncodedText:
-    """Model input: `ids` begins with `context` ids that are history only (the start token, and
-    any preceding text); `tokens` are the text's own tokens. Without a start token (context 0)
-    the first token is history."""
+    """Model input: `ids` begins with `context` ids that are history only (the model's start
+    context, and any preceding text); `tokens` are the text's own tokens. Without a start
+    context (context 0) the first token is history."""
 
     ids: list[int]
     tokens: list[str]
@@ -44,6 +44,9 @@ class TextScore:
     oov: list[bool]
     score: SequenceScore
     unknown_words: str  # how unknown words were scored: "spell" or "unk"
+    # Per scored token, when asked for: the model's likeliest tokens at its position, best
+    # first (the vocabulary's distribution: an unknown word's alternatives include <unk>).
+    top_logprobs: list[dict[str, float]] | None = None
 
     @property
     def num_unknown(self) -> int:
@@ -59,22 +62,32 @@ class TextEncoding:
     spelling: SpellingModel | None
 
     def score(self, sequences: list[list[int]]) -> list[SequenceScore]:
+        """Models that can give each position's likeliest tokens also take `top_logprobs`."""
         raise NotImplementedError
 
-    def score_encoded(self, encoded: list[EncodedText], unknown_words: UnknownWords | list[UnknownWords] = "spell") -> list[TextScore]:
+    def score_encoded(self, encoded: list[EncodedText], unknown_words: UnknownWords | list[UnknownWords] = "spell",
+                      top_logprobs: int = 0) -> list[TextScore]:
         """Score encoded texts (one mode for all, or one per text); with "spell" (and a spelling
         model) an unknown word costs log p(<unk> | context) + log p_spell(word), so scores are
-        over all strings."""
+        over all strings. `top_logprobs` also gives each scored token that many likeliest
+        tokens at its position, from the same pass."""
         modes = [unknown_words] * len(encoded) if isinstance(unknown_words, str) else list(unknown_words)
         can_spell = self.spelling is not None and self.level == "word"
+        sequences = [e.ids for e in encoded]
+        scores = self.score(sequences, top_logprobs) if top_logprobs else self.score(sequences)
         results = []
-        for item, score, mode in zip(encoded, self.score([e.ids for e in encoded]), modes):
+        for item, score, mode in zip(encoded, scores, modes):
             tokens, oov = item.scored_tokens, item.scored_oov
-            logprobs = score.token_logprobs[len(score.token_logprobs) - len(tokens):]  # drop the history's
+            history = len(score.token_logprobs) - len(tokens)
+            logprobs = score.token_logprobs[history:]  # drop the history's
             spell = mode == "spell" and can_spell
             if spell:
                 logprobs = [lp + self.spelling.logprob(token) if unknown else lp for lp, token, unknown in zip(logprobs, tokens, oov)]
-            results.append(TextScore(tokens, oov, summarise(list(logprobs)), "spell" if spell else "unk"))
+            alternatives = None
+            if score.top_logprobs is not None:
+                alternatives = [{self.vocab.tokens[token_id]: value for token_id, value in position}
+                                for position in score.top_logprobs[history:]]
+            results.append(TextScore(tokens, oov, summarise(list(logprobs)), "spell" if spell else "unk", alternatives))
         return results
 
     @property
@@ -98,5 +111,10 @@ class TextEncoding:
         tokens = list(tokens) + ([config.end_token] if add_end else [])
         ids = self.vocab.encode(tokens)
         oov = [token not in self.vocab for token in tokens]
-        context = [self.vocab.id(config.start_token)] if add_start else []
+        context = self.start_ids() if add_start else []
         return EncodedText(context + ids, tokens, oov, len(context))
+
+    def start_ids(self) -> list[int]:
+        """The ids every text is read after (scored, rescored, echoed or continued): the context
+        the model was trained to start a text from (`models.tokenizers.text_start`)."""
+        return self.vocab.encode(text_start(self.tokenizer.config, self.vocab))

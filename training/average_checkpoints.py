@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 
-from models.artifacts import CheckpointError
+from models.artifacts import COMPANION_FILES, CheckpointError, staged_model_directory
 from models.checkpoint import load_language_model, save_language_model
 from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import CorpusFiles, load_corpus, model_reads_raw_text
 from training.evaluation import perplexity, stream_loss
 
 logger = logging.getLogger("training.average_checkpoints")
+# config.json entries that save_language_model writes from the model itself.
+WRITTEN_BY_SAVE = {"model_type", "format_version", "architecture", "tokenizer", "weights_dtype", "parameters"}
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -77,9 +79,14 @@ def main(argv: list[str] | None = None) -> dict:
         provenance = dict(base.config.get("provenance", {}))
         provenance["averaged_checkpoints"] = [path.name for path in args.checkpoints]
         provenance["average_command"] = "python -m training.average_checkpoints " + " ".join(sys.argv[1:] if argv is None else argv)
-        save_language_model(args.output, averaged.model, base.vocab, base.tokenizer.config,
-                            {"model_id": args.output.name, "corpus": base.config.get("corpus", {}), "provenance": provenance, "metrics": metrics},
-                            weights_dtype=base.config.get("weights_dtype", "float32"))
+        # What the export says beyond its weights (how its corpus was read, its spelling model,
+        # its example prompt) holds for the average too, and its companion files come along.
+        kept = {key: value for key, value in base.config.items() if key not in WRITTEN_BY_SAVE}
+        companions = {name: args.export / name for name in COMPANION_FILES if (args.export / name).is_file()}
+        with staged_model_directory(args.output, replace=True) as staging:
+            save_language_model(staging, averaged.model, base.vocab, base.tokenizer.config,
+                                {**kept, "model_id": args.output.name, "provenance": provenance, "metrics": metrics},
+                                weights_dtype=base.config.get("weights_dtype", "float32"), files=companions)
         result.update(written=True, **metrics)
     print(json.dumps(result, indent=2))
     return result

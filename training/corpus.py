@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,29 @@ def lm_tokenizer_config(level: str, style: str) -> TokenizerConfig:
     boundary = "\n" if level == "char" else EOS
     return TokenizerConfig(level=level, style=style, start_token=boundary, end_token=boundary,
                            model_file=PIECE_MODEL_FILE if level == "sentencepiece" else None)
+
+
+# Blank lines mark a stream's passages (a play's speeches, a book's paragraphs) when at least
+# this share of its newlines begin one; a stray blank line in a corpus of one sentence per line
+# does not make "after a blank line" where its texts start.
+PASSAGE_BREAK_SHARE = 0.01
+
+
+def with_start_context(config: TokenizerConfig, corpus: "Corpus") -> TokenizerConfig:
+    """`config` with the tokens a model trained on `corpus` reads every text after, for its
+    config.json: a character model starts a text where a passage of its training stream starts
+    (after a blank line when the stream has passages, else after a newline); word and piece
+    models after the previous line's end token. Left unset when the vocabulary lacks the token."""
+    newline = "\n"
+    if config.level != "char":
+        context = (config.start_token,) if config.start_token in corpus.vocab else None
+    elif newline not in corpus.vocab:
+        context = None
+    else:
+        breaks = corpus.train == corpus.vocab.id(newline)
+        newlines, blank_lines = int(breaks.sum()), int((breaks[:-1] & breaks[1:]).sum())
+        context = (newline, newline) if newlines and blank_lines >= PASSAGE_BREAK_SHARE * newlines else (newline,)
+    return replace(config, start_context=context)
 
 
 def default_tokenize_raw(style: str, requested: bool | None) -> bool:

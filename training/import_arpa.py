@@ -8,7 +8,9 @@ log-probabilities (natural logs here, log10 there). A sentence is scored from `<
 `</s>`, the file's own start and end tokens. A word the file does not know is its `<unk>` (added
 with log10 probability -100 when the file has none, as KenLM does), plus its spelling under the
 character spelling model estimated here from the file's rarer words (`--spelling-order 0` for
-none). The tables are numpy arrays: no Python object per n-gram.
+none; a small vocabulary gets the order its spellings support). The tables are numpy arrays: no
+Python object per n-gram. The model directory is written beside its target and renamed into
+place: a failed import leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from models.artifacts import staged_model_directory
 from models.ngram_checkpoint import save_ngram_model
 from models.tokenizers import TokenizerConfig
 from models.vocab import PAD, Vocabulary
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, required=True, help="model directory to write (its name is the model id)")
     parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="plain",
                         help="how request text is split into the file's words (the conventions its corpus followed)")
-    parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER, help="character n-gram order of the spelling model (0: none)")
+    parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
+                        help="character n-gram order of the spelling model (0: none; a vocabulary too small for it gets the order it supports)")
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -68,11 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
     provenance = {"arpa": {"path": str(args.arpa), "ngrams": {str(k + 1): int(len(n)) for k, n in enumerate(arpa.ngrams)}},
                   "import_seconds": seconds,
                   "command": "python -m training.import_arpa " + " ".join(sys.argv[1:] if argv is None else argv)}
-    save_ngram_model(args.output, model, vocab, tokenizer, {"model_id": args.output.name, "provenance": provenance, "metrics": {}})
-    if args.spelling_order > 0:
-        # Rank the words by their unigram probability: the rarer half teaches the spelling model.
-        unigram = dict(zip((arpa.words[i] for i in arpa.ngrams[0][:, 0]), arpa.logprob[0].tolist()))
-        attach_spelling(args.output, vocab, Counter(unigram), args.spelling_order)
+    with staged_model_directory(args.output, replace=args.force) as staging:
+        save_ngram_model(staging, model, vocab, tokenizer, {"model_id": args.output.name, "provenance": provenance, "metrics": {}})
+        if args.spelling_order > 0:
+            # Rank the words by their unigram probability: the rarer half teaches the spelling model.
+            unigram = dict(zip((arpa.words[i] for i in arpa.ngrams[0][:, 0]), arpa.logprob[0].tolist()))
+            attach_spelling(staging, vocab, Counter(unigram), args.spelling_order)
     summary = {"model": args.output.name, "order": arpa.order, "ngrams": model.num_ngrams, "words": len(arpa.words),
                "seconds": seconds}
     logger.info("imported %s: %s", args.arpa, summary)

@@ -5,7 +5,10 @@
 
 With a frozen encoder (the default) the CNN features of every image are computed once and
 cached in the run directory; `--fine-tune-encoder` trains the encoder too. Each epoch reports
-dev BLEU-1..4 and CIDEr with beam search. Re-running the same command resumes.
+dev BLEU-1..4 and CIDEr with beam search. Re-running the same command resumes. Every epoch
+that improves dev CIDEr is exported to RUN_DIR/export/MODEL_ID; the export directory receives
+the best one once, when training ends (--export-every-improvement: after every improving
+epoch), so a server reloading its models directory meanwhile keeps the previous model.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from models.artifacts import CONFIG_FILE, copy_model_directory, staged_model_directory
 from models.captioning.captioner import Captioner, save_captioner
 from models.captioning.decoder import CaptionDecoderConfig
 from models.captioning.decoding import beam_search
@@ -71,7 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--max-steps", type=int, default=None)
     r = p.add_argument_group("run")
     r.add_argument("--run-dir", type=Path, required=True)
-    r.add_argument("--export-dir", type=Path, default=None)
+    r.add_argument("--export-dir", type=Path, default=None,
+                   help="where the best model goes when training ends; default: RUN_DIR/export/captioner, where every "
+                        "improving epoch is exported meanwhile")
+    r.add_argument("--export-every-improvement", action="store_true",
+                   help="replace the --export-dir model after every epoch that improves dev CIDEr, not only at the end "
+                        "(a server that reloads meanwhile serves that epoch's weights)")
     r.add_argument("--force", action="store_true", help="replace a model already in the export directory")
     r.add_argument("--eval-beam-size", type=int, default=3)
     r.add_argument("--eval-images", type=int, default=None, help="score only the first N dev images each epoch")
@@ -124,7 +133,10 @@ class CaptionTrainer:
         self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
         self.run_dir = args.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.export_dir = args.export_dir or self.run_dir / "export" / "captioner"
+        # Improving epochs are exported inside the run directory, the export directory (often
+        # in a models directory a server reloads) gets the best once training ends.
+        self.run_export_dir = self.run_dir / "export" / (args.export_dir.name if args.export_dir else "captioner")
+        self.export_dir = args.export_dir or self.run_export_dir
         check_export_target(self.export_dir, args.force, self.run_dir)
         random.seed(args.seed)
         torch.manual_seed(args.seed)
@@ -217,7 +229,8 @@ class CaptionTrainer:
             results = beam_search(self.model.decoder, features, self.vocab.bos_id, self.vocab.eos_id, beam_size, banned_ids=(self.vocab.unk_id,))
             for index, captions in zip(indices, results):
                 hypotheses[self.dev_images[index].image_id] = " ".join(self.vocab.decode(captions[0].token_ids))
-        return {key: round(value, 4) for key, value in caption_scores(self.references, hypotheses).items()}
+        # Plain floats: the state that holds the best score is reloaded with weights_only=True.
+        return {key: round(float(value), 4) for key, value in caption_scores(self.references, hypotheses).items()}
 
     def checkpoint(self) -> None:
         temporary = self.last_path.with_suffix(".tmp")
@@ -231,7 +244,19 @@ class CaptionTrainer:
                                 "epochs": self.state["epoch"], "seed": self.args.seed,
                                 "command": "python -m training.train_captioner " + " ".join(sys.argv[1:]),
                                 "run_dir": str(self.run_dir.resolve())}}
-        save_captioner(self.export_dir, self.model, self.vocab, extra, include_encoder=self.train_encoder, weights_dtype=self.args.weights_dtype)
+        with staged_model_directory(self.run_export_dir, replace=True) as staging:
+            save_captioner(staging, self.model, self.vocab, extra, include_encoder=self.train_encoder, weights_dtype=self.args.weights_dtype)
+        if self.args.export_every_improvement:
+            self.publish()
+
+    def publish(self) -> None:
+        """Copy the run's export to the export directory (when that is another directory)."""
+        if self.export_dir.resolve() == self.run_export_dir.resolve() or not (self.run_export_dir / CONFIG_FILE).is_file():
+            return
+        # Checked again: a model may have been put there since the run started.
+        check_export_target(self.export_dir, self.args.force, self.run_dir)
+        copy_model_directory(self.run_export_dir, self.export_dir, replace=True)
+        logger.info("exported %s to %s", self.run_export_dir, self.export_dir)
 
     def run(self) -> dict:
         args = self.args
@@ -259,6 +284,7 @@ class CaptionTrainer:
             plot(metrics_path, self.run_dir / "curves.png")
             if args.max_steps and self.state["step"] >= args.max_steps:
                 break
+        self.publish()
         return best
 
 

@@ -10,8 +10,10 @@ DropConnect 0.5 on the hidden-to-hidden matrices, variational dropout 0.65 on th
 0.2 between layers and 0.4 on the output, embedding dropout 0.1, AR 2 / TAR 1, weight decay
 1.2e-6, batches of 80 x 70 tokens, SGD at learning rate 30 switching to averaged weights
 (NT-ASGD) once validation stops improving. 42 M parameters: meant for a GPU (`--device cuda`;
-on 2 CPU cores a step takes about 6 s and an epoch 40 minutes; every epoch exports its best weights, so a
-stopped run leaves a servable model and re-running the command resumes). `--optimizer adamw`
+on 2 CPU cores a step takes about 6 s and an epoch 40 minutes; every improving epoch is exported
+to RUN_DIR/export/, so a stopped run leaves a servable model there, and re-running the command
+resumes; the export directory gets the best epoch when training ends, or after every improving
+one with `--export-every-improvement`). `--optimizer adamw`
 swaps NT-ASGD for AdamW with a cosine schedule. `--tiny` runs the same path at toy sizes (a
 test keeps the script working on the CPU). Any other option is passed to `train_lm` as it is,
 after the recipe's, so it wins (e.g. `--epochs 100`, `--precision bf16`).

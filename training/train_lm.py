@@ -4,8 +4,13 @@
         --export-dir weights/wikitext2-lstm
 
 The run directory holds `last.pt` (resumable: model, optimizer, scheduler, position, RNG),
-`metrics.csv`, `curves.png` and `train.log`; re-running the same command resumes after an
-interruption. The export directory is the artifact the service loads (see models/checkpoint.py).
+`metrics.csv`, `curves.png`, `train.log` and `export/MODEL_ID`, the best epoch so far (rewritten
+after every epoch that improves validation); re-running the same command resumes after an
+interruption. The export directory is the artifact the service loads (see models/checkpoint.py):
+it receives the best epoch once, when training ends, with its test metrics and spelling model,
+so a server reloading a models directory that holds it keeps serving the previous model until
+then (--export-every-improvement replaces it after every improving epoch instead). Every export
+is written beside its target and renamed into place, so nobody sees half of one.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -24,8 +30,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from models.artifacts import CONFIG_FILE, copy_model_directory, staged_model_directory, write_config
 from models.cells import CELLS
-from models.checkpoint import save_language_model
+from models.checkpoint import load_language_model, save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.tokenizers import Tokenizer, make_tokenizer
 from models.vocab import Vocabulary
@@ -40,6 +47,7 @@ from training.corpus import (
     lm_tokenizer_config,
     load_corpus,
     windows,
+    with_start_context,
 )
 from training.awd import FUSED_LAYERS, AWDLoss, AWDRegularisation, NonMonotoneAveraging
 from training.distributed import Distributed, LossModule
@@ -114,7 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--max-epoch-steps", type=int, default=None, help="cap steps per epoch (quick runs)")
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", type=Path, required=True)
-    run.add_argument("--export-dir", type=Path, default=None, help="default: RUN_DIR/export/MODEL_ID")
+    run.add_argument("--export-dir", type=Path, default=None,
+                     help="where the best model goes when training ends; default: RUN_DIR/export/MODEL_ID, where every "
+                          "improving epoch is exported meanwhile")
+    run.add_argument("--export-every-improvement", action="store_true",
+                     help="replace the --export-dir model after every epoch that improves validation, not only at the end "
+                          "(a server that reloads meanwhile serves that epoch's weights)")
     run.add_argument("--model-id", default=None, help="default: the export directory's name")
     run.add_argument("--force", action="store_true", help="replace a model already in the export directory")
     run.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
@@ -210,8 +223,11 @@ class Trainer:
         self.device = self.dist.start(resolve_device(args.device))
         self.run_dir: Path = args.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.export_dir: Path = args.export_dir or self.run_dir / "export" / (args.model_id or "model")
-        self.model_id = args.model_id or self.export_dir.name
+        self.model_id = args.model_id or (args.export_dir.name if args.export_dir else "model")
+        # Improving epochs are exported inside the run directory, the export directory (often
+        # in a models directory a server reloads) gets the best once training ends.
+        self.run_export_dir = self.run_dir / "export" / self.model_id
+        self.export_dir: Path = args.export_dir or self.run_export_dir
         self.tokenizer_config = lm_tokenizer_config(args.level, args.style)
         self.tokenize_raw = default_tokenize_raw(args.style, args.tokenize_raw)
         if self.dist.is_main:
@@ -351,13 +367,26 @@ class Trainer:
             "run_dir": str(self.run_dir.resolve()),
             "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items() if k != "argv"},
         }
-        save_language_model(
-            self.export_dir, self.evaluated_model().cpu(), self.corpus.vocab, self.tokenizer_config,
-            {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics,
-             **({"example_prompt": self.args.example_prompt} if self.args.example_prompt else {})},
-            weights_dtype=self.args.weights_dtype, files=self.tokenizer_files(),
-        )
+        with staged_model_directory(self.run_export_dir, replace=True) as staging:
+            save_language_model(
+                staging, self.evaluated_model().cpu(), self.corpus.vocab,
+                with_start_context(self.tokenizer_config, self.corpus),
+                {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics,
+                 **({"example_prompt": self.args.example_prompt} if self.args.example_prompt else {})},
+                weights_dtype=self.args.weights_dtype, files=self.tokenizer_files(),
+            )
         self.evaluated_model().to(self.device)
+        if self.args.export_every_improvement:
+            self.publish()
+
+    def publish(self) -> None:
+        """Copy the run's export to the export directory (when that is another directory)."""
+        if self.export_dir.resolve() == self.run_export_dir.resolve():
+            return
+        # Checked again: a model may have been put there since the run started.
+        check_export_target(self.export_dir, self.args.force, self.run_dir)
+        copy_model_directory(self.run_export_dir, self.export_dir, replace=True)
+        logger.info("exported %s to %s", self.run_export_dir, self.export_dir)
 
     def run(self) -> dict:
         args = self.args
@@ -410,16 +439,14 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
-        """Evaluate the exported (best) model on test and record the final metrics (rank 0)."""
-        from models.artifacts import write_config
-        from models.checkpoint import load_language_model
-
+        """Evaluate the best epoch's export on test, record the final metrics and the spelling
+        model in it, then export it to the export directory (rank 0)."""
         if not self.dist.is_main:
             return {}
-        config_path = self.export_dir / "config.json"
+        config_path = self.run_export_dir / CONFIG_FILE
         if not config_path.exists():
             raise SystemExit("no epoch finished: nothing to export")
-        best = load_language_model(self.export_dir, self.device)
+        best = load_language_model(self.run_export_dir, self.device)
         config = json.loads(config_path.read_text())
         metrics = dict(config.get("metrics", {}))
         unit = {"char": "nats per character", "sentencepiece": "nats per piece, one <eos> per line counted"}
@@ -433,9 +460,12 @@ class Trainer:
                 words = count_words(self.files.test)
                 metrics.update(test_words=words, test_word_ppl=word_perplexity(test_loss, self.corpus.test.numel(), words))
         config["metrics"] = metrics
-        write_config(self.export_dir, config)
-        if self.args.level == "word" and self.args.spelling_order > 0:
-            attach_spelling(self.export_dir, self.corpus.vocab, self.corpus.train_counts, self.args.spelling_order)
+        with staged_model_directory(self.run_export_dir, replace=True) as staging:
+            shutil.copytree(self.run_export_dir, staging, dirs_exist_ok=True)
+            write_config(staging, config)
+            if self.args.level == "word" and self.args.spelling_order > 0:
+                attach_spelling(staging, self.corpus.vocab, self.corpus.train_counts, self.args.spelling_order)
+        self.publish()
         logger.info("exported %s: %s", self.export_dir, metrics)
         return metrics
 

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from models.artifacts import staged_model_directory
 from models.ngram_checkpoint import save_ngram_model
 from models.tokenizers import make_tokenizer
 from training.arpa import write_arpa
 from training.cli import check_export_target, parser_for, run_cli
-from training.corpus import CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus
+from training.corpus import (CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus,
+                             with_start_context)
 from training.evaluation import perplexity
 from training.kneser_ney import estimate
 from training.spelling import DEFAULT_ORDER, attach_spelling
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
     parser.add_argument("--arpa", type=Path, default=None, help="also write the model as an ARPA file (.gz to compress)")
     parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
-                        help="order of the character n-gram that spells unknown words (word models; 0: none)")
+                        help="order of the character n-gram that spells unknown words (word models; 0: none; "
+                             "a vocabulary too small for it gets the order it supports)")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--max-vocab", type=int)
     parser.add_argument("--min-count", type=int, default=1)
@@ -78,14 +81,15 @@ def main(argv: list[str] | None = None) -> dict:
         **summary,
         "command": "python -m training.train_ngram " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    save_ngram_model(args.output, model, corpus.vocab, tokenizer_config,
-                     {"model_id": args.output.name, **corpus_reading(tokenize_raw), "provenance": provenance, "metrics": metrics})
+    with staged_model_directory(args.output, replace=args.force) as staging:
+        save_ngram_model(staging, model, corpus.vocab, with_start_context(tokenizer_config, corpus),
+                         {"model_id": args.output.name, **corpus_reading(tokenize_raw), "provenance": provenance, "metrics": metrics})
+        if args.level == "word" and args.spelling_order > 0:
+            attach_spelling(staging, corpus.vocab, corpus.train_counts, args.spelling_order)
     if args.arpa is not None:
         write_arpa(args.arpa, corpus.vocab.tokens, ngram_ids, [t.logprob for t in model.tables], [t.backoff for t in model.tables],
                    boundary=tokenizer_config.start_token)
         logger.info("wrote %s", args.arpa)
-    if args.level == "word" and args.spelling_order > 0:
-        attach_spelling(args.output, corpus.vocab, corpus.train_counts, args.spelling_order)
     logger.info("exported %s: %s", args.output, metrics)
     print(json.dumps(metrics, indent=2))
     return metrics

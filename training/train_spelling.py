@@ -6,16 +6,19 @@ outside its vocabulary as log p(<unk> | context) + log p_spell(word).
 With --data (the corpus the model was trained on, read as its training read it), the spelling
 model learns from the words the vocabulary cut off when there are enough of them; otherwise,
 and without --data, from the rarer half of the vocabulary. The model's revision changes (its
-cached results are not reused). See `training.spelling`.
+cached results are not reused). The model is rewritten as a whole, through a copy renamed into
+place, so a server that reloads meanwhile never sees half of it. See
+`training.spelling`.
 """
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 
-from models.artifacts import VOCAB_FILE, read_config
+from models.artifacts import VOCAB_FILE, read_config, staged_model_directory
 from models.registry import is_language_model
 from models.spelling import SPELLING_FILE
 from models.tokenizers import TokenizerConfig, make_tokenizer
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = parser_for(__doc__)
     parser.add_argument("model", type=resolve_model, help="model directory or model id (a word-level language or n-gram model)")
     parser.add_argument("--data", type=Path, default=None, help="the model's training corpus (directory or file)")
-    parser.add_argument("--order", type=int, default=DEFAULT_ORDER, help="order of the character n-gram")
+    parser.add_argument("--order", type=int, default=DEFAULT_ORDER,
+                        help="order of the character n-gram (a vocabulary too small for it gets the order it supports)")
     parser.add_argument("--force", action="store_true", help="replace the model's spelling model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,7 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.data is not None:
         files = CorpusFiles.find(args.data)
         counts = Counter(read_tokens(files.train, make_tokenizer(tokenizer), model_reads_raw_text(config)))
-    info = attach_spelling(args.model, vocab, counts, args.order)
+    # Through a link, the model it names is rewritten, not the link.
+    with staged_model_directory(args.model.resolve(), replace=True) as staging:
+        shutil.copytree(args.model, staging, dirs_exist_ok=True)
+        info = attach_spelling(staging, vocab, counts, args.order)
     print(json.dumps(info, indent=2))
     return info
 

@@ -44,6 +44,7 @@ class ScoreInput:
     add_eos: bool = True
     unknown_words: str = "spell"  # "spell": <unk> plus the spelling model; "unk": the <unk> token alone
     contexts: list[str | None] | None = None  # per text: text read into the state first, not scored
+    top_logprobs: int = 0  # per scored token, also this many likeliest tokens at its position (same pass)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ScoredText:
     num_unknown: int = 0
     unknown_words: str = "unk"  # how unknown words were scored
     text_offset: list[int] | None = None  # where each token is in the text (texts given as text)
+    top_logprobs: list[dict[str, float]] | None = None  # per token, when asked for (ScoreInput.top_logprobs)
 
 
 @dataclass

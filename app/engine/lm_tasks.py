@@ -42,9 +42,14 @@ def encode_score_input(loaded: LoadedLanguageModel, request: ScoreInput, limits:
     return encoded
 
 
-def to_scored_text(result: TextScore, tokenizer: Tokenizer, text: str | None) -> ScoredText:
-    """A response item; `text` (when the request gave text) places each token in it."""
+def to_scored_text(result: TextScore, tokenizer: Tokenizer, text: str | None, top_logprobs: int = 0) -> ScoredText:
+    """A response item; `text` (when the request gave text) places each token in it, and each
+    token keeps its `top_logprobs` likeliest alternatives (scored with more, for a batch)."""
     score = result.score
+    alternatives = None
+    if top_logprobs and result.top_logprobs is not None:
+        alternatives = [{token: round(value, 6) for token, value in list(position.items())[:top_logprobs]}
+                        for position in result.top_logprobs]
     return ScoredText(
         tokens=result.tokens,
         token_logprobs=[round(x, 6) for x in score.token_logprobs],
@@ -55,4 +60,5 @@ def to_scored_text(result: TextScore, tokenizer: Tokenizer, text: str | None) ->
         num_unknown=result.num_unknown,
         unknown_words=result.unknown_words,
         text_offset=None if text is None else tokenizer.offsets(text, result.tokens),
+        top_logprobs=alternatives,
     )

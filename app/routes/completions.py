@@ -3,6 +3,14 @@
 `echo` with `max_tokens: 0` and `logprobs` returns the prompt's token log-probabilities
 (natural log, the first token conditioned on the model's start-of-text context), which is
 how rescoring tools call it.
+
+`logprobs` follows OpenAI's legacy completions: `text_offset` counts characters from the start
+of the prompt whether or not it is echoed (the first generated token of an unechoed completion
+lies at len(prompt) or after, past its separator), and with `logprobs: N` every token has its
+N likeliest alternatives in `top_logprobs` except the first echoed prompt token, which has
+null there as in OpenAI. Its `token_logprobs` entry keeps a value: the model reads a
+start-of-text token before the prompt, so the first word has a probability, which rescoring
+needs. A stop string drops the tokens that begin at or after it (models.generation.Completion).
 """
 from __future__ import annotations
 
@@ -34,8 +42,6 @@ router = APIRouter(tags=["openai"])
 
 def check_limits(body: CompletionRequest, settings) -> None:
     RequestLimits.from_settings(settings).check_generation(body.prompts(), body.max_tokens or 0, body.n or 1, body.stop_list())
-    if body.stream and body.echo:
-        raise ApiError(422, "echo is not supported with stream", "echo")
 
 
 def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent], prompt_score: ScoredText | None,
@@ -47,10 +53,16 @@ def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent
         if body.echo and prompt_score is not None:
             tokens += prompt_score.tokens
             values += prompt_score.token_logprobs
-            tops += [None] * len(prompt_score.tokens)
+            # As in OpenAI, the first prompt token has no alternatives and every later one its N.
+            alternatives = prompt_score.top_logprobs or [None] * len(prompt_score.tokens)
+            tops += [None if position == 0 else top for position, top in enumerate(alternatives)]
             offsets += prompt_score.text_offset or [0] * len(prompt_score.tokens)
-        # The worker's detokenizer says where each generated token's text starts.
-        start = len(prompt) if body.echo else 0
+        # A stop string's tokens were generated (and reported as events) before the stop string
+        # was seen; the choice's tokens are the ones its text holds, always a prefix of them.
+        events = events[: len(output_choice.tokens)]
+        # The worker's detokenizer says where each generated token's text starts in the
+        # completion; OpenAI counts offsets from the start of the prompt, echoed or not.
+        start = len(prompt)
         tokens += [e.token for e in events]
         values += [e.logprob for e in events]
         tops += [e.top_logprobs for e in events]
@@ -85,7 +97,9 @@ async def completions(body: CompletionRequest, settings: SettingsDep, store: Sto
         outputs: list[GenerateOutput] = list(await asyncio.gather(*generations))
         prompt_scores: list[ScoredText | None] = [None] * len(prompts)
         if body.echo and body.logprobs is not None:
-            prompt_scores = await engine.score(ScoreInput(info.model_id, texts=prompts, add_bos=True, add_eos=False))
+            # The prompt's alternatives come from the pass that scores it.
+            prompt_scores = await engine.score(ScoreInput(info.model_id, texts=prompts, add_bos=True, add_eos=False,
+                                                          top_logprobs=body.logprobs))
         choices = []
         for prompt_index, (prompt, output, prompt_score) in enumerate(zip(prompts, outputs, prompt_scores)):
             for choice_index, choice in enumerate(output.choices):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.tokenizers.base import CONTEXT_TOKENS, QUOTE, Tokenizer, TokenizerConfig, context_window, current_line
+from models.tokenizers.base import (CONTEXT_TOKENS, QUOTE, Tokenizer, TokenizerConfig, context_window, current_line,
+                                   text_start)
 from models.tokenizers.characters import CharTokenizer
 from models.tokenizers.pieces import SentencePieceTokenizer
 from models.tokenizers.words import WordTokenizer, split_sentences, use_nltk_data
@@ -22,4 +23,4 @@ def make_tokenizer(config: TokenizerConfig, directory: str | Path | None = None)
 
 
 __all__ = ["CONTEXT_TOKENS", "LEVELS", "QUOTE", "TOKENIZERS", "Tokenizer", "TokenizerConfig", "context_window",
-           "current_line", "make_tokenizer", "split_sentences", "use_nltk_data"]
+           "current_line", "make_tokenizer", "split_sentences", "text_start", "use_nltk_data"]

@@ -3,6 +3,7 @@ loop relies on to join a continuation to its prompt and to stream text in linear
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -27,6 +28,14 @@ class TokenizerConfig:
     end_token: str = EOS
     # A file in the model directory the tokenizer needs (SentencePiece's piece model).
     model_file: str | None = None
+    # The tokens every text is read after: what preceded a new text in the training stream (a
+    # blank line before a new speech of a play, for a character model). None: see `text_start`.
+    start_context: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_context is not None:
+            # config.json holds a list; a tuple keeps the config hashable like its other fields.
+            object.__setattr__(self, "start_context", tuple(self.start_context))
 
     def to_json(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -34,6 +43,21 @@ class TokenizerConfig:
     @classmethod
     def from_json(cls, data: dict) -> "TokenizerConfig":
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+BLANK_LINE = ("\n", "\n")
+
+
+def text_start(config: TokenizerConfig, vocab: Container[str]) -> tuple[str, ...]:
+    """The tokens a model reads before every text it scores or continues: the start context its
+    config.json records, else (a model exported without one) a blank line for a character model
+    that knows newlines (a stream of text starts its passages, a play's speeches, after one;
+    after a lone newline the model expects a passage to go on), else the start token alone."""
+    if config.start_context is not None:
+        return config.start_context
+    if config.level == "char" and BLANK_LINE[0] in vocab:
+        return BLANK_LINE
+    return (config.start_token,)
 
 
 class Tokenizer(ABC):

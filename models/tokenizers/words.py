@@ -33,6 +33,9 @@ _PUNCTUATION = re.compile(r"^[^\w<>]+$")
 # Fallback sentence splitter: end punctuation followed by whitespace and an upper-case letter.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _WIKITEXT_JOINERS = {"@-@": "-", "@,@": ",", "@.@": "."}
+# A joiner with the spaces beside it: it glues the tokens on both sides, so it also sheds the
+# space on the side where a line (a prompt that ends "state @-@") stops short of a token.
+_JOINER = re.compile(r" ?(@[-,.]@) ?")
 
 
 NLTK_DATA_VARIABLE = "RNNSERVE_NLTK_DATA"
@@ -164,6 +167,4 @@ def _detokenize_line(tokens: list[str]) -> str:
         else:
             words.append(token)
     text = _detokenizer.detokenize(words)
-    for marker, joiner in _WIKITEXT_JOINERS.items():
-        text = text.replace(f" {marker} ", joiner).replace(marker, joiner)
-    return text
+    return _JOINER.sub(lambda match: _WIKITEXT_JOINERS[match.group(1)], text)

@@ -49,9 +49,17 @@ def test_the_word_model_is_the_default_and_lists_its_metrics(shipped_client):
     assert "valid_loss" in cards["shakespeare-char-lstm"]["metrics"]
 
 
+# Each model's sentence written as its corpus writes text: WikiText-2 tokenized, Tiny Shakespeare
+# as typed. The character model reads a text as the start of a speech, where lower-case tokenized
+# words are about as unlikely in either order.
+SENTENCES = {"shakespeare-char-lstm": "The cat sat on the mat."}
+
+
 @pytest.mark.parametrize("model", LANGUAGE_MODELS)
 def test_ranks_the_sentence_above_its_words_reversed(shipped_client, model):
-    body = shipped_client.post("/v1/score", json={"model": model, "texts": ["the cat sat on the mat .", ". mat the on sat cat the"]}).json()
+    sentence = SENTENCES.get(model, "the cat sat on the mat .")
+    reversed_words = " ".join(reversed(sentence.split()))
+    body = shipped_client.post("/v1/score", json={"model": model, "texts": [sentence, reversed_words]}).json()
     assert body["ranking"] == [0, 1]
 
 
@@ -122,3 +130,33 @@ def test_the_playground_defaults_always_generate_something(shipped_client):
                     "temperature": 0.8, "max_tokens": max_tokens, "seed": seed}
             choice = shipped_client.post("/v1/generate", json=body).json()["choices"][0]
             assert choice["tokens"] and choice["text"].strip(), (card["id"], seed)
+
+
+def test_the_char_model_reads_a_text_where_a_speech_starts(shipped_client):
+    """Tiny Shakespeare is one stream of characters in which a speech follows a blank line: read
+    from anywhere else, "ROMEO:" cost over 5 nats a character. Scoring, echoed prompts, rescoring
+    and generation all read a text after the start context the model's config.json records, and
+    its revision covers that context, so no score cached from another one is served."""
+    from models.artifacts import WEIGHTS_FILE, file_sha256
+
+    model, directory = "shakespeare-char-lstm", SHIPPED_MODELS / "shakespeare-char-lstm"
+    assert json.loads((directory / "config.json").read_text())["tokenizer"]["start_context"] == ["\n", "\n"]
+    card = next(card for card in shipped_client.get("/v1/models").json()["data"] if card["id"] == model)
+    assert card["revision"] != file_sha256(directory / WEIGHTS_FILE)
+
+    score = shipped_client.post("/v1/score", json={"model": model, "texts": ["ROMEO:"], "add_eos": False}).json()["results"][0]
+    assert score["tokens"] == list("ROMEO:")
+    assert -score["logprob"] / score["num_tokens"] < 2.0, score
+    echo = shipped_client.post("/v1/completions", json={"model": model, "prompt": "ROMEO:", "max_tokens": 0, "echo": True,
+                                                         "logprobs": 0}).json()
+    assert echo["choices"][0]["logprobs"]["token_logprobs"] == score["token_logprobs"]
+
+    with_end = shipped_client.post("/v1/score", json={"model": model, "texts": ["ROMEO:"]}).json()["results"][0]
+    rescored = shipped_client.post("/v1/rescore", json={"models": [{"model": model, "weight": 1.0}], "utterances": [
+        {"id": "u", "hypotheses": [{"text": "ROMEO:"}]}]}).json()
+    assert rescored["results"][0]["hypotheses"][0]["lm_logprobs"][model] == pytest.approx(with_end["logprob"], abs=1e-5)
+
+    # A speaker's name ends its line: the speech goes on below it.
+    generated = shipped_client.post("/v1/generate", json={"model": model, "prompt": "ROMEO:", "max_tokens": 20,
+                                                          "strategy": "argmax"}).json()
+    assert generated["choices"][0]["text"].startswith("\n"), generated

@@ -95,7 +95,7 @@ def test_a_client_that_gives_up_frees_its_slot(tmp_path, tiny_models_dir):
 def test_a_completion_joins_its_prompt(client):
     """Clients append the completion to the prompt (OpenAI semantics): the separator belongs to
     the completion, echo reads exactly prompt + completion, and streamed deltas, stop strings and
-    text offsets agree with that text."""
+    text offsets (counted from the start of the prompt, echoed or not) agree with that text."""
     prompt = "the cat sat on"
     plain = client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6, temperature=0, logprobs=0)
     text = plain.choices[0].text
@@ -104,10 +104,23 @@ def test_a_completion_joins_its_prompt(client):
     assert echoed.choices[0].text == prompt + text
     offsets, tokens = echoed.choices[0].logprobs.text_offset, echoed.choices[0].logprobs.tokens
     assert all(echoed.choices[0].text[offset:].startswith(token) for offset, token in zip(offsets, tokens))
-    assert all(text[offset:].startswith(token) for offset, token in zip(plain.choices[0].logprobs.text_offset, plain.choices[0].logprobs.tokens))
+    plain_offsets = plain.choices[0].logprobs.text_offset
+    assert all((prompt + text)[offset:].startswith(token) for offset, token in zip(plain_offsets, plain.choices[0].logprobs.tokens))
+    assert plain_offsets == offsets[-len(plain_offsets):]
     streamed = "".join(c.text for chunk in client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6,
                                                                       temperature=0, stream=True) for c in chunk.choices)
     assert streamed == text
     second_word = text.split()[1]
-    stopped = client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6, temperature=0, stop=[" " + second_word])
+    stopped = client.completions.create(model="tiny-word-lstm", prompt=prompt, max_tokens=6, temperature=0, stop=[" " + second_word],
+                                        logprobs=0)
     assert stopped.choices[0].text == " " + text.split()[0]
+    assert stopped.choices[0].logprobs.tokens == [text.split()[0]]  # the stop string's token is dropped with its text
+
+
+def test_echoed_prompt_logprobs_with_alternatives(client):
+    """How ASR rescoring tools call it: echo, max_tokens 0, logprobs N. As in OpenAI, the first
+    prompt token has no alternatives and every other one its N likeliest tokens."""
+    completion = client.completions.create(model="tiny-word-lstm", prompt="the cat sat on the mat .", max_tokens=0, echo=True, logprobs=2)
+    logprobs = completion.choices[0].logprobs
+    assert logprobs.top_logprobs[0] is None
+    assert len(logprobs.top_logprobs) == len(logprobs.tokens) and all(len(top) == 2 for top in logprobs.top_logprobs[1:])

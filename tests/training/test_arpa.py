@@ -1,12 +1,18 @@
 """ARPA n-gram files in and out, checked against KenLM itself (the `kenlm` module reading the
 same file): the same sentence log-probabilities (log10 there, natural log here)."""
+import json
+import logging
 import math
 
 import pytest
 
 from models.registry import load_model
+from models.spelling import SPELLING_FILE
+from models.vocab import Vocabulary
 from training.arpa import ArpaError, read_arpa
+from training.import_arpa import ARPA_SPECIALS
 from training.import_arpa import main as import_arpa
+from training.spelling import DEFAULT_ORDER, attach_spelling, supported_order
 from training.train_ngram import main as train_ngram
 
 kenlm = pytest.importorskip("kenlm", reason="make test installs kenlm (a dev dependency)")
@@ -102,3 +108,102 @@ def test_bad_files_name_the_problem(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ArpaError, match=message):
         read_arpa(path)
+
+
+# Files whose vocabularies are too small for the default 5-gram spelling model: the rarer half of
+# "yes no ok" is "ok" alone ("#ok#", 4 characters: a trigram at most); of "i go up on", "on up"
+# (no spelling with its boundaries longer than 4).
+TINY_BIGRAM_ARPA = """\\data\\
+ngram 1=6
+ngram 2=4
+
+\\1-grams:
+-99\t<s>\t-0.3
+-0.7\t</s>
+-1.5\t<unk>
+-0.6\tyes\t-0.2
+-0.8\tno\t-0.2
+-1.0\tok
+
+\\2-grams:
+-0.2\t<s> yes
+-0.3\t<s> no
+-0.4\tyes </s>
+-0.5\tno </s>
+
+\\end\\
+"""
+TINY_TRIGRAM_ARPA = """\\data\\
+ngram 1=7
+ngram 2=5
+ngram 3=2
+
+\\1-grams:
+-99\t<s>\t-0.4
+-0.9\t</s>
+-1.8\t<unk>
+-0.5\ti\t-0.3
+-0.7\tgo\t-0.2
+-1.0\tup\t-0.1
+-1.2\ton
+
+\\2-grams:
+-0.2\t<s> i\t-0.1
+-0.3\ti go\t-0.15
+-0.4\tgo up
+-0.5\tup </s>
+-0.6\tgo on
+
+\\3-grams:
+-0.1\t<s> i go
+-0.2\ti go up
+
+\\end\\
+"""
+
+
+@pytest.mark.parametrize("text, known, spelling_order", [
+    (TINY_BIGRAM_ARPA, ["yes", "no", "ok yes", "no no ok"], 3),
+    (TINY_TRIGRAM_ARPA, ["i go up", "i go on", "go up", "on i"], 4),
+], ids=["bigram", "trigram"])
+def test_a_tiny_file_imports_with_the_spelling_model_its_words_support(tmp_path, caplog, text, known, spelling_order):
+    path = tmp_path / "tiny.arpa"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="training.spelling"):
+        import_arpa([str(path), "--output", str(tmp_path / "tiny")])  # the default spelling order
+    said = [r.getMessage() for r in caplog.records if r.name == "training.spelling"]
+    assert len(said) == 1 and f"order {spelling_order}, not {DEFAULT_ORDER}" in said[0]
+    spelling = json.loads((tmp_path / "tiny" / "config.json").read_text())["spelling"]
+    assert (spelling["order"], spelling["requested_order"]) == (spelling_order, DEFAULT_ORDER)
+    loaded = load_model(tmp_path / "tiny")
+    assert loaded.spelling.ngram.order == spelling_order
+    # The <unk> costs are KenLM's; spelling charges an unknown word more, and known ones nothing.
+    sentences = known + ["maybe " + known[0]]
+    unk = our_logprobs(tmp_path / "tiny", sentences)
+    assert unk == pytest.approx(kenlm_logprobs(path, sentences), abs=1e-4)
+    encoded = [loaded.encode_text(s, add_start=True, add_end=True) for s in sentences]
+    spelled = [r.score.logprob for r in loaded.score_encoded(encoded, "spell")]
+    assert spelled[:-1] == pytest.approx(unk[:-1], abs=1e-6)
+    assert math.isfinite(spelled[-1]) and spelled[-1] < unk[-1]
+
+
+def test_the_spelling_order_is_the_most_the_spellings_support():
+    assert supported_order([], 5) == 0
+    assert supported_order(["ok"], 5) == 3  # "#ok#": the estimator needs one character more than the order
+    assert supported_order(["up", "on"], 5) == 4  # no n-gram longer than "#up#"
+    assert supported_order(["up", "on", "up"], 9) == 4  # each type counts once
+    assert supported_order(["spelling", "model"], 5) == 5
+    assert supported_order(["spelling", "model"], 2) == 2
+
+
+def test_a_vocabulary_without_words_gets_no_spelling_model_and_says_so(tmp_path):
+    path = tmp_path / "specials.arpa"
+    path.write_text(TINY_BIGRAM_ARPA)
+    import_arpa([str(path), "--output", str(tmp_path / "m")])
+    assert (tmp_path / "m" / SPELLING_FILE).is_file()
+    # Estimated again from no words at all: the old spelling model goes, config.json says none.
+    info = attach_spelling(tmp_path / "m", Vocabulary(["<pad>", "<unk>", "<s>", "</s>"], dict(ARPA_SPECIALS)), None)
+    assert info["order"] == 0 and info["requested_order"] == DEFAULT_ORDER
+    assert not (tmp_path / "m" / SPELLING_FILE).exists()
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["spelling"]["order"] == 0
+    assert load_model(tmp_path / "m").spelling is None

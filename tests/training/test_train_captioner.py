@@ -97,3 +97,31 @@ def test_the_decoder_takes_any_registered_cell(tmp_path, shapes_dir, cell):
     captions = beam_search(loaded.model.decoder, loaded.model.encode(pixels), loaded.vocab.bos_id, loaded.vocab.eos_id,
                            beam_size=2, max_tokens=5)
     assert captions
+
+
+def test_a_retrain_writes_its_export_directory_when_it_ends(tmp_path, shapes_dir, monkeypatch):
+    """The improving epochs go to the run directory; the export directory (a served models
+    directory's) gets the best one when training ends, so a reload meanwhile keeps its model."""
+    from training.train_captioner import CaptionTrainer
+    from training.train_captioner import main as train
+
+    run_dir, models_dir = tmp_path / "run", tmp_path / "models"
+    args = ["--data", str(shapes_dir), "--encoder", "small_cnn", "--image-size", "32", "--embedding-dim", "8",
+            "--hidden-dim", "16", "--attention-dim", "0", "--min-count", "1", "--batch-size", "128", "--epochs", "2", "--eval-images", "10",
+            "--run-dir", str(run_dir), "--export-dir", str(models_dir / "shapes"), "--no-progress"]
+    train_epoch = CaptionTrainer.train_epoch
+
+    def stopped_in_the_second_epoch(self):
+        if self.state["epoch"] == 2:
+            raise KeyboardInterrupt  # the person running it stops it
+        return train_epoch(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CaptionTrainer, "train_epoch", stopped_in_the_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(args)
+    assert json.loads((run_dir / "export" / "shapes" / "config.json").read_text())["metrics"]["best_epoch"] == 1
+    assert not models_dir.exists() or list(models_dir.iterdir()) == []
+    train(args)  # resumes in epoch 2 and ends
+    assert load_captioner(models_dir / "shapes").model_id == "shapes"
+    assert [p.name for p in models_dir.iterdir()] == ["shapes"]

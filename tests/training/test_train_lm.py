@@ -53,6 +53,42 @@ def test_interrupted_run_resumes(tmp_path, tiny_corpus):
     assert int(rows[-1]["step"]) > 7
 
 
+@pytest.mark.parametrize("every_improvement", [False, True], ids=["at-the-end", "every-improvement"])
+def test_a_retrain_writes_its_export_directory_when_it_ends(tmp_path, tiny_corpus, monkeypatch, every_improvement):
+    """A run exporting into a served models directory leaves it alone until training ends (a
+    reload meanwhile keeps the model it had): its improving epochs go to the run directory,
+    unless --export-every-improvement."""
+    from training.train_lm import Trainer
+
+    run_dir, models_dir = tmp_path / "run", tmp_path / "models"
+    args = ["--data", str(tiny_corpus), "--embedding-dim", "8", "--hidden-dim", "16", "--num-layers", "1", "--batch-size", "8",
+            "--bptt", "10", "--epochs", "3", "--max-epoch-steps", "4", "--run-dir", str(run_dir),
+            "--export-dir", str(models_dir / "tiny"), "--no-progress"] + (["--export-every-improvement"] if every_improvement else [])
+    train_epoch = Trainer.train_epoch
+
+    def stopped_in_the_second_epoch(self):
+        if self.state.epoch == 2:
+            raise KeyboardInterrupt  # the person running it stops it
+        return train_epoch(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", stopped_in_the_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(args)
+    first_epoch = json.loads((run_dir / "export" / "tiny" / "config.json").read_text())
+    assert first_epoch["metrics"]["best_epoch"] == 1
+    if every_improvement:
+        assert json.loads((models_dir / "tiny" / "config.json").read_text())["metrics"] == first_epoch["metrics"]
+    else:
+        assert not models_dir.exists() or list(models_dir.iterdir()) == []
+    metrics = train(args)  # resumes in epoch 2 and ends
+    final = json.loads((models_dir / "tiny" / "config.json").read_text())
+    assert final["metrics"] == metrics and "test_ppl" in metrics
+    assert final == json.loads((run_dir / "export" / "tiny" / "config.json").read_text())
+    assert load_language_model(models_dir / "tiny").spelling is not None
+    assert [p.name for p in models_dir.iterdir()] == ["tiny"]
+
+
 @pytest.mark.parametrize("head", ["linear", "adaptive"])
 def test_bf16_mixed_precision_trains_like_fp32(tmp_path, tiny_corpus, head):
     """--precision bf16 (autocast) keeps fp32 weights and an fp32 loss and learns as fp32 does."""

@@ -110,3 +110,36 @@ def test_streaming_text_costs_the_same_per_token_at_any_length():
             del tokenizer.detokenize
         work[length] = sum(read) / length
     assert work[1200] < 1.3 * work[300], work  # rebuilding the whole text each time made this ~4x
+
+
+def _track(tokens, stop, context=("w0",)):
+    tracker = CompletionTracker(SamplingParams(max_tokens=50, stop=stop), VOCAB, TOKENIZER, context=list(context))
+    deltas = [tracker.add(VOCAB.id(token)) for token in tokens if not tracker.finished]
+    return tracker, deltas
+
+
+def test_a_stop_string_drops_its_token_with_its_text():
+    tracker, deltas = _track(["w1", "w2", "w3"], ("w2",))
+    completion = tracker.completion
+    assert completion.finish_reason == "stop"
+    assert completion.text == " w1 " and completion.tokens == ["w1"]
+    assert completion.token_ids == [VOCAB.id("w1"), VOCAB.id("w2")]  # what the state has read
+    assert "".join(deltas) == completion.text
+
+
+def test_a_stop_string_over_several_tokens_drops_them_all():
+    tracker, _ = _track(["w1", "w2", "w3", "w4"], ("w2 w3",))
+    assert tracker.completion.text == " w1 " and tracker.completion.tokens == ["w1"]
+
+
+def test_a_token_that_runs_into_the_stop_string_is_kept_with_its_text_cut():
+    """The text is cut before the stop string (OpenAI); a token that begins before it keeps its
+    place, so every reported token's offset lies inside the text."""
+    tracker, _ = _track(["w1", "w2", "w3"], ("1 w",))
+    assert tracker.completion.text == " w" and tracker.completion.tokens == ["w1"]
+    assert tracker.token_offsets[: len(tracker.completion.tokens)] == [1]
+
+
+def test_the_earliest_of_several_stop_strings_ends_the_text():
+    tracker, _ = _track(["w1", "w2"], ("w2", "w1"))
+    assert tracker.completion.text == " " and tracker.completion.tokens == []

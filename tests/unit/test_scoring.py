@@ -55,3 +55,23 @@ def test_adaptive_head_scores_equal_its_full_distribution():
     for sequence, score in zip(sequences, score_sequences(model, sequences)):
         expected = manual_score(model, sequence)  # gathers from the whole normalised distribution
         assert all(math.isclose(a, b, abs_tol=1e-5) for a, b in zip(score.token_logprobs, expected))
+
+
+def test_alternatives_come_from_the_scored_distribution(monkeypatch):
+    """`top_logprobs` gives each scored position its likeliest tokens, best first, from the
+    distribution the token's own log-probability comes from (windowed or not, adaptive or not)."""
+    torch.manual_seed(2)
+    adaptive = RNNLanguageModel(LanguageModelConfig(vocab_size=60, embedding_dim=8, hidden_dim=16, num_layers=1, dropout=0.0,
+                                                    head="adaptive", adaptive_cutoffs=(10, 30))).eval()
+    sequences = [[3] + list(range(4, 20)), [3, 4, 5]]
+    monkeypatch.setattr(scoring, "LOGITS_BUDGET", 2 * 60 * 3)  # three positions per window
+    for model in (make_model(), adaptive):
+        plain = score_sequences(model, sequences)
+        for sequence, score, alone in zip(sequences, score_sequences(model, sequences, top_logprobs=3), plain):
+            assert all(math.isclose(a, b, abs_tol=1e-5) for a, b in zip(score.token_logprobs, alone.token_logprobs))
+            logits, _ = model(torch.tensor([sequence[:-1]]))
+            expected = logits[0].float().log_softmax(-1).topk(3, dim=-1)
+            assert len(score.top_logprobs) == len(sequence) - 1
+            for position, alternatives in enumerate(score.top_logprobs):
+                assert [token for token, _ in alternatives] == expected.indices[position].tolist()
+                assert all(math.isclose(value, wanted, abs_tol=1e-5) for (_, value), wanted in zip(alternatives, expected.values[position].tolist()))
