@@ -28,3 +28,16 @@ def prepare_run(run_dir: Path, threads: int | None) -> None:
     root.addHandler(file_handler)
     if threads:
         torch.set_num_threads(threads)
+
+
+def bf16_recurrence_supported(device: torch.device) -> bool:
+    """Whether the device runs a recurrent layer under bf16 autocast. On CPUs oneDNN needs
+    bf16 instructions (AVX-512 BF16 or AMX) for its LSTM primitive; without them the first
+    forward pass raises deep inside training, so this probes with a tiny layer first."""
+    try:
+        layer = torch.nn.LSTM(4, 4, batch_first=True).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            layer(torch.zeros(1, 2, 4, device=device))
+    except RuntimeError:
+        return False
+    return True

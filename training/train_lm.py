@@ -55,7 +55,7 @@ from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_l
 from training.piece_model import piece_tokenizer
 from training.plots import plot_metrics
 from training.pretrained_embeddings import initialise_embeddings
-from training.run_setup import prepare_run
+from training.run_setup import bf16_recurrence_supported, prepare_run
 from training.spelling import DEFAULT_ORDER, attach_spelling
 
 logger = logging.getLogger("training.train_lm")
@@ -221,6 +221,9 @@ class Trainer:
         self.args = args
         self.dist = Distributed.from_environment()
         self.device = self.dist.start(resolve_device(args.device))
+        if args.precision == "bf16" and not bf16_recurrence_supported(self.device):
+            raise SystemExit(f"--precision bf16: {self.device} cannot run recurrent layers in bf16 (on a CPU this needs "
+                             "AVX-512 BF16 or AMX instructions); train with --precision fp32")
         self.run_dir: Path = args.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model_id = args.model_id or (args.export_dir.name if args.export_dir else "model")

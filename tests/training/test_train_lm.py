@@ -91,7 +91,15 @@ def test_a_retrain_writes_its_export_directory_when_it_ends(tmp_path, tiny_corpu
 
 @pytest.mark.parametrize("head", ["linear", "adaptive"])
 def test_bf16_mixed_precision_trains_like_fp32(tmp_path, tiny_corpus, head):
-    """--precision bf16 (autocast) keeps fp32 weights and an fp32 loss and learns as fp32 does."""
+    """--precision bf16 (autocast) keeps fp32 weights and an fp32 loss and learns as fp32 does;
+    on a CPU without bf16 instructions it stops at once and says why."""
+    from training.run_setup import bf16_recurrence_supported
+
+    if not bf16_recurrence_supported(torch.device("cpu")):
+        with pytest.raises(SystemExit, match="--precision fp32"):
+            train(["--data", str(tiny_corpus), "--precision", "bf16", "--run-dir", str(tmp_path / "bf16"), "--no-progress"])
+        assert not (tmp_path / "bf16" / "export").exists()
+        return
     results = {}
     for precision in ("fp32", "bf16"):
         results[precision] = train([
