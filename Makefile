@@ -1,49 +1,79 @@
 # The two commands a newcomer needs:  make serve  and  make test.
-# Both create .venv and install the project on first use; later runs skip the install
-# unless pyproject.toml or constraints.txt changed.
+# Both create .venv on first use. `make serve` installs only what the service imports (the
+# project's base dependencies); `make test` installs the `dev` extra (test tools, training,
+# speech and benchmark dependencies); the training targets install the `train` extra. Each
+# install has its own stamp and runs again when pyproject.toml or constraints.txt changed.
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
-STAMP   := $(VENV)/.installed
+# $(call stamp,EXTRA): the stamp of an install of `.[EXTRA]` (`serve`: the base dependencies).
+stamp    = $(VENV)/.installed-$(1)
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
+# Corpora, as `python -m training.data fetch` (make data) lays them out.
+DATA    ?= data
 SHARED  ?= $(abspath ../shared/data)
 CAPTIONER_EPOCHS ?= 4
 # NLTK's Punkt tables, when the shared data is beside the checkout (the tokenizer falls back
 # to a regular-expression sentence splitter without them).
-ifneq ($(wildcard $(SHARED)/nltk_data),)
-export NLTK_DATA ?= $(SHARED)/nltk_data
+ifneq ($(wildcard $(DATA)/nltk_data),)
+export NLTK_DATA ?= $(DATA)/nltk_data
 endif
 
-.PHONY: install serve test model-char model-captioner model-wikitext2 model-wikitext2-pieces model-ngram model-ptb compare-cells nbest rescoring clean
+.PHONY: install install-train install-dev serve test test-fast model-char model-captioner model-wikitext2 model-wikitext2-pieces model-ngram model-ptb compare-cells nbest rescoring clean docs data
 
-install: $(STAMP)
+install: $(call stamp,serve)
+install-train: $(call stamp,train)
+install-dev: $(call stamp,dev)
 
-$(STAMP): pyproject.toml constraints.txt
+# serve -> `pip install -e .`; train, speech, bench, dev -> `pip install -e '.[EXTRA]'`.
+# `dev` holds every other extra, so its install stamps them all.
+$(VENV)/.installed-%: pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	$(PYTHON) -m pip install -q -c constraints.txt -e '.$(if $(filter serve,$*),,[$*])'
+	touch $@ $(if $(filter dev,$*),$(foreach extra,serve train speech bench,$(call stamp,$(extra))))
 
-serve: $(STAMP)
+serve: $(call stamp,serve)
 	$(VENV)/bin/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
 
-# Installs Redis and Chromium when missing (as root; otherwise prints the command), starts
-# Redis, then runs the suite.
-test: $(STAMP)
+# Everything the CI runs (.ci/run calls it). Installs Redis, Chromium and espeak-ng when missing
+# (as root; otherwise prints the command), starts Redis, then runs the whole suite.
+test: $(call stamp,dev)
 	tests/system_services.sh
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# The development loop: the unit, engine and API tiers (about 420 tests, 5 to 6 minutes on 2
+# busy CPU cores), no browsers, soak, end-to-end servers, training through the CLIs,
+# benchmarks or documentation build. tests/conftest.py marks the rest `slow`: all but
+# tests/unit, tests/engine and tests/api, and a few named tests of those. Needs only
+# redis-server of the system services.
+test-fast: $(call stamp,dev)
+	tests/system_services.sh redis-server
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken link or anchor.
+# Every corpus the docs use, under data/: copied from ../shared/data when it is there (each file
+# checked against its recorded SHA-256), downloaded from the canonical sources otherwise.
+DATASETS ?= all
+data: $(call stamp,train)
+	$(PYTHON) -m training.data fetch $(DATASETS) --data-dir $(DATA)
+
+docs: $(call stamp,dev)
+	$(PYTHON) -m mkdocs build --strict --site-dir site
+
 # Rebuild the shipped character model from the shared data (about 50 minutes on 2 CPU cores).
-model-char: $(STAMP)
-	$(PYTHON) -m training.train_lm --data $(SHARED)/tinyshakespeare/input.txt --level char \
+model-char: $(call stamp,train)
+	$(PYTHON) -m training.data fetch tinyshakespeare --data-dir $(DATA)
+	$(PYTHON) -m training.train_lm --data $(DATA)/tinyshakespeare/input.txt --level char \
 	  --embedding-dim 128 --hidden-dim 512 --num-layers 2 --dropout 0.2 --batch-size 32 --bptt 128 \
 	  --lr 2e-3 --epochs 7 --patience 3 --weights-dtype float16 \
 	  --example-prompt "ROMEO:" --run-dir runs/shakespeare-char --export-dir weights/shakespeare-char-lstm
 
 # Rebuild the shipped captioner (Flickr8k train split; frozen EfficientNet-Lite0 features are
 # cached in the run directory; about 10 minutes per epoch on 2 CPU cores).
-model-captioner: $(STAMP)
-	$(PYTHON) -m training.train_captioner --data $(SHARED)/flickr8k --encoder efficientnet_lite0 \
+model-captioner: $(call stamp,train)
+	$(PYTHON) -m training.data fetch flickr8k --data-dir $(DATA)
+	$(PYTHON) -m training.train_captioner --data $(DATA)/flickr8k --encoder efficientnet_lite0 \
 	  --embedding-dim 256 --hidden-dim 512 --attention-dim 256 --dropout 0.5 --batch-size 64 --lr 4e-4 \
 	  --epochs $(CAPTIONER_EPOCHS) --patience 3 --eval-beam-size 3 --weights-dtype float16 \
 	  --run-dir runs/flickr8k-captioner --export-dir weights/flickr8k-captioner
@@ -51,8 +81,9 @@ model-captioner: $(STAMP)
 # Rebuild the shipped WikiText-2 word model: 2x512 LSTM, embedding 256, adaptive softmax over
 # the full 33,278-word vocabulary, 10 epochs with a cosine schedule (about 100 minutes on 2 CPU
 # cores; resumable: re-run after an interruption).
-model-wikitext2: $(STAMP)
-	$(PYTHON) -m training.train_lm --data $(SHARED)/wikitext-2 --level word --style wikitext --cell lstm \
+model-wikitext2: $(call stamp,train)
+	$(PYTHON) -m training.data fetch wikitext-2 --data-dir $(DATA)
+	$(PYTHON) -m training.train_lm --data $(DATA)/wikitext-2 --level word --style wikitext --cell lstm \
 	  --embedding-dim 256 --hidden-dim 512 --num-layers 2 --dropout 0.4 --embedding-dropout 0.1 \
 	  --head adaptive --adaptive-cutoffs 2000 10000 --optimizer adamw --lr 2e-3 --weight-decay 0.01 \
 	  --schedule cosine --batch-size 32 --bptt 70 --clip 0.25 --epochs 10 --patience 3 \
@@ -62,45 +93,50 @@ model-wikitext2: $(STAMP)
 # Kneser-Ney 3- and 5-gram models of WikiText-2 and PTB, servable by /v1/score (about 10 s each;
 # the 5-grams are 86 MB and 37 MB, so they are built, not shipped: point RNNSERVE_MODELS_DIR at a directory holding
 # them and the shipped models).
-model-ngram: $(STAMP)
+model-ngram: $(call stamp,train)
+	$(PYTHON) -m training.data fetch wikitext-2 ptb --data-dir $(DATA)
 	for order in 3 5; do \
-	  $(PYTHON) -m training.train_ngram --data $(SHARED)/wikitext-2 --style wikitext --order $$order --output runs/ngram/wikitext2-kn$$order && \
-	  $(PYTHON) -m training.train_ngram --data $(SHARED)/ptb --style ptb --order $$order --output runs/ngram/ptb-kn$$order || exit 1; \
+	  $(PYTHON) -m training.train_ngram --data $(DATA)/wikitext-2 --style wikitext --order $$order --output runs/ngram/wikitext2-kn$$order && \
+	  $(PYTHON) -m training.train_ngram --data $(DATA)/ptb --style ptb --order $$order --output runs/ngram/ptb-kn$$order || exit 1; \
 	done
 
-# The seed's comparison on PTB: KN 3/5-gram, Elman RNN, GRU, LSTM at ~4M parameters each
-# (about 35 minutes on 2 CPU cores; resumable).
 # A SentencePiece LSTM on WikiText-2: 8,000 unigram pieces learnt from the training split, then
 # a tied 2x512 LSTM over them, 3 epochs (10 to 40 minutes an epoch on 2 CPU cores, depending on
 # what else runs; resumable).
 # Not shipped (12 MB of weights): serve it with RNNSERVE_MODELS_DIR=runs/models.
-model-wikitext2-pieces: $(STAMP)
-	$(PYTHON) -m training.train_lm --data $(SHARED)/wikitext-2 --level sentencepiece --max-vocab 8000 --style wikitext \
+model-wikitext2-pieces: $(call stamp,train)
+	$(PYTHON) -m training.data fetch wikitext-2 --data-dir $(DATA)
+	$(PYTHON) -m training.train_lm --data $(DATA)/wikitext-2 --level sentencepiece --max-vocab 8000 --style wikitext \
 	  --cell lstm --embedding-dim 256 --hidden-dim 512 --num-layers 2 --dropout 0.3 --embedding-dropout 0.1 --tie-weights \
 	  --optimizer adamw --lr 2e-3 --weight-decay 0.01 --schedule cosine --batch-size 32 --bptt 70 --clip 0.25 \
 	  --epochs 3 --patience 3 --weights-dtype float16 --checkpoint-every 200 --threads 2 \
 	  --example-prompt "The game was released in" --run-dir runs/wt2-pieces --export-dir runs/models/wikitext2-pieces-lstm
 
-compare-cells: $(STAMP)
-	$(PYTHON) -m training.compare_cells --data $(SHARED)/ptb --style ptb --params 4000000 --epochs 4 \
+# The cell comparison on PTB: KN 3/5-gram, Elman RNN, GRU, LSTM at ~4M parameters each
+# (about 35 minutes on 2 CPU cores; resumable).
+compare-cells: $(call stamp,train)
+	$(PYTHON) -m training.data fetch ptb --data-dir $(DATA)
+	$(PYTHON) -m training.compare_cells --data $(DATA)/ptb --style ptb --params 4000000 --epochs 4 \
 	  --run-dir runs/compare-ptb
 
 # The speech n-best set: WikiText-2 and PTB valid/test sentences spoken by espeak-ng and decoded
 # by pocketsphinx into 10-best lists (200 utterances per split; about 15 minutes on 2 CPU cores).
-nbest: $(STAMP)
+nbest: $(call stamp,speech)
+	$(PYTHON) -m training.data fetch ptb wikitext-2 --data-dir $(DATA)
 	tests/system_services.sh
 	mkdir -p runs/nbest
-	$(PYTHON) -m training.make_nbest --data $(SHARED)/ptb/ptb.valid.txt --style ptb --utterances 200 --output runs/nbest/ptb-dev.jsonl
-	$(PYTHON) -m training.make_nbest --data $(SHARED)/ptb/ptb.test.txt --style ptb --utterances 200 --output runs/nbest/ptb-test.jsonl
-	$(PYTHON) -m training.make_nbest --data $(SHARED)/wikitext-2/valid.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-dev.jsonl
-	$(PYTHON) -m training.make_nbest --data $(SHARED)/wikitext-2/test.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-test.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/ptb/ptb.valid.txt --style ptb --utterances 200 --output runs/nbest/ptb-dev.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/ptb/ptb.test.txt --style ptb --utterances 200 --output runs/nbest/ptb-test.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/wikitext-2/valid.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-dev.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/wikitext-2/test.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-test.jsonl
 
 # The README's rescoring table: weights tuned on each dev set, WER on its test set. Needs
 # `make nbest`, `make model-ngram` (the 5-grams) and `make model-ptb` (the in-domain PTB LSTM);
 # the per-token mixtures use the weights tuned on each corpus's valid perplexity
 # (`evaluate_lm --interpolate MODEL --tune-on VALID`).
 RESCORE = RNNSERVE_MODELS_DIR=runs/ngram:runs/models $(PYTHON) -m training.tune_rescoring
-rescoring: $(STAMP)
+rescoring: $(call stamp,train)
+	$(PYTHON) -m training.data fetch ptb wikitext-2 --data-dir $(DATA)
 	for corpus in ptb wikitext2; do \
 	  for model in wikitext2-lstm shakespeare-char-lstm wikitext2-kn5 ptb-kn5 ptb-lstm; do \
 	    $(RESCORE) --nbest runs/nbest/$$corpus-dev.jsonl --model $$model --eval runs/nbest/$$corpus-test.jsonl \
@@ -115,8 +151,9 @@ rescoring: $(STAMP)
 # An in-domain recurrent model for the PTB rows (not shipped): 2x512 LSTM, 5 epochs (about 35
 # minutes on 2 CPU cores; resumable).
 PTB_MIX ?= 0.6,0.4
-model-ptb: $(STAMP)
-	$(PYTHON) -m training.train_lm --data $(SHARED)/ptb --style ptb --cell lstm --embedding-dim 256 --hidden-dim 512 \
+model-ptb: $(call stamp,train)
+	$(PYTHON) -m training.data fetch ptb --data-dir $(DATA)
+	$(PYTHON) -m training.train_lm --data $(DATA)/ptb --style ptb --cell lstm --embedding-dim 256 --hidden-dim 512 \
 	  --num-layers 2 --head adaptive --adaptive-cutoffs 2000 --dropout 0.4 --embedding-dropout 0.1 --optimizer adamw \
 	  --lr 2e-3 --weight-decay 0.01 --schedule cosine --epochs 5 --batch-size 32 --bptt 35 --weights-dtype float16 \
 	  --example-prompt "the company said" --run-dir runs/ptb-lstm --export-dir runs/models/ptb-lstm

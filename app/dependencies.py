@@ -7,6 +7,7 @@ the event loop more than the request's own work once the CPU is shared with the 
 """
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,7 +15,16 @@ from fastapi import Depends, Request
 from app.cache import ResultCache
 from app.engine.base import Engine
 from app.model_store import ModelStore
+from app.observability import request_id_var
 from app.settings import Settings
+
+
+async def get_request_id() -> str:
+    """This request's id: the client's x-request-id when it sent a valid one, else the one the
+    observability middleware made. The engine, the worker's log lines, the metrics' exemplars,
+    the response body's id and the x-request-id response header all carry it, and
+    DELETE /v1/requests/{id} aborts it."""
+    return request_id_var.get() or uuid.uuid4().hex
 
 
 async def get_settings(request: Request) -> Settings:
@@ -37,3 +47,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 CacheDep = Annotated[ResultCache, Depends(get_cache)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]

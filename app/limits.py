@@ -1,6 +1,7 @@
 """Every size a request controls, in one place: built from Settings, checked by the routes
-before any work (422 naming the field). What a sampling parameter may be (temperature, top_p,
-seeds) is `models.sampling`'s, the schemas reuse its bounds."""
+before any work (422 naming the field; 413 is for bytes and pixels, before anything is read).
+What a sampling parameter may be (temperature, top_p, seeds) is `models.sampling`'s, the
+schemas reuse its bounds; which parameters go together is the request models' own check."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,11 +17,16 @@ class RequestLimits:
     max_stop_sequences: int
     max_caption_tokens: int
     max_beam_size: int
+    max_score_texts: int
+    max_rescore_utterances: int
+    max_rescore_hypotheses: int
+    max_rescore_hypotheses_total: int
 
     @classmethod
     def from_settings(cls, settings) -> "RequestLimits":
         return cls(settings.max_prompt_chars, settings.max_new_tokens, settings.max_n, settings.max_stop_sequences,
-                   settings.max_caption_tokens, settings.max_beam_size)
+                   settings.max_caption_tokens, settings.max_beam_size, settings.max_score_texts,
+                   settings.max_rescore_utterances, settings.max_rescore_hypotheses, settings.max_rescore_hypotheses_total)
 
     def check_length(self, characters: int, param: str, what: str = "prompt") -> None:
         """Any text a request sends to a model (a prompt, a text to score, a hypothesis)."""
@@ -43,14 +49,33 @@ class RequestLimits:
         if len(stop) > self.max_stop_sequences:
             raise ApiError(422, f"at most {self.max_stop_sequences} stop strings", "stop")
 
-    def check_caption(self, strategy: str, n: int, beam_size: int, max_tokens: int) -> None:
+    def check_caption(self, n: int, beam_size: int, max_tokens: int) -> None:
         if n > self.max_n:
             raise ApiError(422, f"n is limited to {self.max_n}", "n")
         if beam_size > self.max_beam_size:
             raise ApiError(422, f"beam_size is limited to {self.max_beam_size}", "beam_size")
         if max_tokens > self.max_caption_tokens:
             raise ApiError(422, f"max_tokens is limited to {self.max_caption_tokens}", "max_tokens")
-        if strategy == "beam" and n > beam_size:
-            raise ApiError(422, "n cannot exceed beam_size (beam search returns its n best captions)", "n")
-        if strategy == "argmax" and n > 1:
-            raise ApiError(422, "argmax gives one caption; for several use beam (its n best) or top_k/multinomial (n samples)", "n")
+
+    def check_score(self, items: list[str] | list[list[str]], param: str) -> None:
+        """Texts (or token lists) to score."""
+        if len(items) > self.max_score_texts:
+            raise ApiError(422, f"at most {self.max_score_texts} items per request", param)
+        for index, item in enumerate(items):
+            size = len(item) if isinstance(item, str) else sum(len(token) for token in item)
+            self.check_length(size, f"{param}.{index}", "item")
+
+    def check_rescore(self, utterances: list) -> None:
+        """N-best lists: utterances, hypotheses per utterance and in all, each hypothesis with its context."""
+        if len(utterances) > self.max_rescore_utterances:
+            raise ApiError(422, f"at most {self.max_rescore_utterances} utterances per request", "utterances")
+        total = 0
+        for u, utterance in enumerate(utterances):
+            if len(utterance.hypotheses) > self.max_rescore_hypotheses:
+                raise ApiError(422, f"at most {self.max_rescore_hypotheses} hypotheses per utterance", f"utterances.{u}.hypotheses")
+            for h, hypothesis in enumerate(utterance.hypotheses):
+                self.check_length(len(hypothesis.text) + len(utterance.context or ""), f"utterances.{u}.hypotheses.{h}.text",
+                                  "hypothesis with its context")
+            total += len(utterance.hypotheses)
+        if total > self.max_rescore_hypotheses_total:
+            raise ApiError(422, f"at most {self.max_rescore_hypotheses_total} hypotheses per request", "utterances")

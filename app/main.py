@@ -22,6 +22,7 @@ from app.disconnect import CancelOnDisconnectMiddleware
 from app.engine.base import Engine
 from app.engine.lm_tasks import TokenLimits
 from app.engine.pool import WorkerPool, plan_devices
+from app.engine.tasks import BATCH_TASKS
 from app.engine.worker import SMALL_STEP_ROWS, WorkerConfig
 from app.errors import install_error_handlers
 from app.metrics import Metrics
@@ -29,14 +30,14 @@ from app.model_store import ModelStore, default_preferences, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
-from app.routes import caption, completions, generate, health, models, playground, rescore, score
+from app.routes import caption, completions, generate, health, models, playground, requests, rescore, score
 from app.schemas import ErrorBody
 from app.settings import Settings
 from models.tokenizers import use_nltk_data
 
 logger = logging.getLogger(__name__)
 
-ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
+ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 415, 422, 429, 503, 504)}
 EngineFactory = Callable[[Settings, ModelStore, Metrics], Engine]
 
 
@@ -44,19 +45,18 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
     devices = plan_devices(settings.device, settings.workers_per_device)
     threads = settings.worker_threads
     if threads is None and all(d == "cpu" for d in devices):
-        # The cores shared among the CPU workers. Leaving one to the HTTP process cost more than
-        # it saved once a step stopped building 8 MB sampling tables: with both of 2 cores the
-        # worker generates 1.2-1.3x faster (bench/peers.py, 32 and 128 clients), streaming the same.
+        # The cores shared among the CPU workers, none held back for the HTTP process: its share
+        # of the work is small next to the steps', which use every core they are given.
         threads = max(1, (os.cpu_count() or 1) // len(devices))
     single_thread_rows = settings.single_thread_rows
     if single_thread_rows is None:
-        # Steps of up to 4 rows ran as fast on one thread as on two (bench.settings_ab, 2 cores),
-        # and the second thread only spun. With many threads a one-row step may well be faster
-        # on all of them, unmeasured here: there the rule is the operator's choice.
+        # On a worker of at most two threads a step of a few rows is as fast on one thread, and
+        # the second would only spin (docs/benchmarks/thread-settings.md). With more threads a
+        # one-row step may be faster spread over all of them: there the rule is the operator's choice.
         single_thread_rows = SMALL_STEP_ROWS if threads is not None and threads <= 2 else 0
     limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
     configs = [
-        WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(), limits, threads,
+        WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(BATCH_TASKS), limits, threads,
                      prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=single_thread_rows)
         for index, device in enumerate(devices)
     ]
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     protected = [Depends(require_access)]
-    for router in (generate.router, completions.router, score.router, rescore.router, caption.router, models.router):
+    for router in (generate.router, completions.router, score.router, rescore.router, caption.router, models.router, requests.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(playground.router)

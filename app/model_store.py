@@ -13,14 +13,12 @@ from pathlib import Path
 
 from app.errors import ApiError
 from models.artifacts import model_directories_in
-from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, inspect_model
+from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, described_as, inspect_model
 
 logger = logging.getLogger(__name__)
 
 # The type whose default serves a task when a request names no model.
 DEFAULT_TYPE = {GENERATE: "language_model", SCORE: "language_model", CAPTION: "captioner"}
-# Each public type as the messages name it, with its article.
-TYPE_NAMES = {"language_model": "a language model", "captioner": "a captioner", "ngram": "an n-gram model"}
 # The setting that chooses a type's default. No setting chooses an n-gram model: a request that
 # names no model never gets one.
 DEFAULT_SETTINGS = {"language_model": "RNNSERVE_DEFAULT_LANGUAGE_MODEL", "captioner": "RNNSERVE_DEFAULT_CAPTIONER"}
@@ -28,12 +26,8 @@ DEFAULT_SETTINGS = {"language_model": "RNNSERVE_DEFAULT_LANGUAGE_MODEL", "captio
 
 def type_name(public_type: str, article: bool = True) -> str:
     """'a language model', 'an n-gram model' (or without the article)."""
-    name = TYPE_NAMES.get(public_type, "a " + public_type.replace("_", " "))
+    name = described_as(public_type)
     return name if article else name.split(" ", 1)[1]
-
-
-# What the catalogue knows of a model (from its files).
-ModelInfo = ModelFacts
 
 
 def model_directories(models_dirs: list[Path]) -> dict[str, Path]:
@@ -58,7 +52,7 @@ def model_directories(models_dirs: list[Path]) -> dict[str, Path]:
 
 @dataclass
 class ModelStore:
-    models: dict[str, ModelInfo] = field(default_factory=dict)
+    models: dict[str, ModelFacts] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)  # public type -> model id
     default_reasons: dict[str, str] = field(default_factory=dict)  # public type -> why that one
     failures: dict[str, str] = field(default_factory=dict)  # model id -> why it did not load
@@ -111,7 +105,7 @@ class ModelStore:
         """What the workers load: every model that loaded here."""
         return {model_id: info.path for model_id, info in self.models.items()}
 
-    def resolve(self, model_id: str | None, task: str, param: str = "model") -> ModelInfo:
+    def resolve(self, model_id: str | None, task: str, param: str = "model") -> ModelFacts:
         """The model a request names for `task` (or the default of the task's type); 404 if
         there is none, 422 if it cannot do the task."""
         if model_id is None:

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from app.schemas import RequestModel, Text, check_greedy, examples, is_set, refuse
 from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_params
 
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+COMPLETION_EXAMPLE = {"model": "wikitext2-lstm", "prompt": "The game was released in", "max_tokens": 16, "temperature": 0.8,
+                      "top_p": 0.95, "seed": 1}
 
 
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class StreamOptions(RequestModel):
+    # Fields OpenAI adds later are ignored, as its clients expect of a compatible server.
+    model_config = ConfigDict(extra="ignore", json_schema_extra=examples({"include_usage": True}))
+    include_usage: StrictBool = False
 
-    model: StrictStr | None = None
-    prompt: StrictStr | list[StrictStr] = Field(description="a string or a list of strings (one choice set each)")
+
+class CompletionRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra=examples(COMPLETION_EXAMPLE))
+
+    model: Text | None = None
+    prompt: Text | list[Text] = Field(description="a string or a list of strings (one choice set each)")
     max_tokens: StrictInt | None = Field(16, ge=0)
-    temperature: float | None = Field(1.0, ge=0, le=MAX_TEMPERATURE)
+    temperature: float | None = Field(1.0, ge=0, le=MAX_TEMPERATURE, description="0 means argmax (then n must be 1)")
     top_p: float | None = Field(1.0, gt=0, le=1)
     n: StrictInt | None = Field(1, ge=1)
     stream: StrictBool | None = False
-    stream_options: StreamOptions | None = None
-    stop: StrictStr | list[StrictStr] | None = None
+    stream_options: StreamOptions | None = Field(None, description="with stream: include_usage adds a last chunk with the usage")
+    stop: Text | list[Text] | None = None
     seed: StrictInt | None = Field(None, ge=0, lt=SEED_LIMIT)
     logprobs: StrictInt | None = Field(None, ge=0, le=5, description="also return log-probabilities and this many alternatives")
     echo: StrictBool | None = Field(False, description="prepend the prompt (with its logprobs when logprobs is set)")
@@ -33,9 +38,22 @@ class CompletionRequest(BaseModel):
     best_of: StrictInt | None = Field(None, ge=1, le=1)
     presence_penalty: float | None = Field(None, ge=0, le=0)
     frequency_penalty: float | None = Field(None, ge=0, le=0)
-    logit_bias: dict[str, float] | None = Field(None, max_length=0)
+    logit_bias: dict[Text, float] | None = Field(None, max_length=0)
     suffix: None = None
-    user: StrictStr | None = None
+    user: Text | None = None
+
+    @model_validator(mode="after")
+    def parameters_apply(self) -> "CompletionRequest":
+        # Temperature 0 is argmax, as in OpenAI's API; a seed stays allowed with it (OpenAI's
+        # clients send one for reproducible answers, which argmax gives).
+        if self.temperature == 0:
+            check_greedy("temperature 0 (argmax)", self.n or 1, None, None, self.top_p,
+                         several="sample with a temperature above 0")
+        if is_set(self.stream_options) and not self.stream:
+            raise refuse("stream_options", "stream_options applies to a streamed answer: set stream to true, or leave it out")
+        if self.stream and self.echo:
+            raise refuse("echo", "echo is not supported with stream")
+        return self
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

@@ -7,20 +7,25 @@ import asyncio
 import math
 
 from app.engine.base import Engine, ScoredText, ScoreInput
+from app.engine.pool import part_id
 from app.errors import ApiError
-from app.model_store import ModelInfo
+from models.registry import SCORE, ModelFacts
 from models.interpolation import check_weights, incompatibility, mix
 
 
 async def score_texts(engine: Engine, model_id: str, texts: list[str], contexts: list[str | None] | None, unknown_words: str,
-                      chunk: int, add_bos: bool = True, add_eos: bool = True) -> list[ScoredText]:
-    jobs = [engine.score(ScoreInput(model_id, texts=texts[i : i + chunk], add_bos=add_bos, add_eos=add_eos,
-                                    unknown_words=unknown_words, contexts=None if contexts is None else contexts[i : i + chunk]))
-            for i in range(0, len(texts), chunk)]
+                      chunk: int, add_bos: bool = True, add_eos: bool = True, request_id: str | None = None,
+                      part: int = 0) -> list[ScoredText]:
+    """Score `texts` in jobs of at most `chunk` texts; with a request id, each job is a part of
+    it (`part_id(request_id, part, job)`), so aborting the request stops them all."""
+    jobs = [engine.submit(SCORE, ScoreInput(model_id, texts=texts[i : i + chunk], add_bos=add_bos, add_eos=add_eos,
+                                            unknown_words=unknown_words, contexts=None if contexts is None else contexts[i : i + chunk]),
+                          request_id=None if request_id is None else part_id(request_id, part, job))
+            for job, i in enumerate(range(0, len(texts), chunk))]
     return [result for part in await asyncio.gather(*jobs) for result in part]
 
 
-def check_interpolation(infos: list[ModelInfo], weights: list[float], param: str = "models") -> None:
+def check_interpolation(infos: list[ModelFacts], weights: list[float], param: str = "models") -> None:
     """422 unless the models can be mixed per token with these weights."""
     try:
         check_weights(weights)

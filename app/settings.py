@@ -5,26 +5,16 @@ Nothing reads these at import time: `create_app(settings)` receives one instance
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.registry import CAPTION, SCORE
+from app.engine.base import BatchSettings
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS_DIR = REPOSITORY_ROOT / "weights"
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How a dynamically batched task batches: it runs once `max_items` items wait, or once
-    its oldest job has waited `max_wait_s`."""
-
-    max_items: int
-    max_wait_s: float
 
 
 class Settings(BaseSettings):
@@ -94,10 +84,17 @@ class Settings(BaseSettings):
         listed = [Path(part) for part in str(self.models_dir).split(os.pathsep) if part] if self.models_dir else []
         return listed + ([SHIPPED_MODELS_DIR] if self.serve_shipped_models else [])
 
-    def batching(self) -> dict[str, BatchSettings]:
-        """Each dynamically batched task's batch size and wait."""
-        return {SCORE: BatchSettings(self.score_max_batch_size, self.score_max_wait_ms / 1000),
-                CAPTION: BatchSettings(self.caption_max_batch_size, self.caption_max_wait_ms / 1000)}
+    def batching(self, tasks: dict) -> dict[str, BatchSettings]:
+        """Each batch task's batch size and wait: the settings `<task>_max_batch_size` and
+        `<task>_max_wait_ms` where they exist (score, caption), the task's own default otherwise."""
+        batching = {}
+        for name, task in tasks.items():
+            size = getattr(self, f"{name}_max_batch_size", None)
+            wait_ms = getattr(self, f"{name}_max_wait_ms", None)
+            default = task.default_batching
+            batching[name] = BatchSettings(default.max_items if size is None else size,
+                                           default.max_wait_s if wait_ms is None else wait_ms / 1000)
+        return batching
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())

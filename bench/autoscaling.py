@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.serve import RESULTS, ROOT, Server, load
+from training.cli import parser_for
 
 SIGNAL = "rnnserve_in_flight_per_worker"
 
@@ -83,17 +84,23 @@ def plot(rows: list[dict], threshold: dict, path, title: str) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", default="wikitext2-lstm")
-    parser.add_argument("--models-dir", default=str(ROOT / "weights"))
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--prompt", default="The game was released in")
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--model", default="wikitext2-lstm", help="the model id to generate with")
+    parser.add_argument("--models-dir", default=str(ROOT / "weights"), help="the models directory the replica serves")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256],
+                        help="concurrent clients at each level")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per level")
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request")
+    parser.add_argument("--prompt", default="The game was released in", help="the prompt of every request")
     parser.add_argument("--knee", type=float, default=0.9, help="fraction of the best throughput that marks the knee")
     parser.add_argument("--label", default="cpu", help="suffix of the result files")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the result files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     env = {"RNNSERVE_MODELS_DIR": args.models_dir, "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",

@@ -47,6 +47,7 @@ from bench.roofline import timed
 from models.generation import generate
 from models.registry import load_model
 from models.sampling import SamplingParams
+from training.cli import parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -153,23 +154,29 @@ def measure_schedules(loaded, lengths: list[int], clients: int, args) -> dict:
             "measured_ratio": statistics.median(ratios), "measured_ratio_rounds": ratios}
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--max-batch-size", type=int, default=128)
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"], help="model ids to measure")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights", help="where the model ids are found")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128], help="concurrent clients at each level")
+    parser.add_argument("--max-batch-size", type=int, default=128, help="live rows of the continuous schedule at most")
     parser.add_argument("--dynamic-batch-sizes", type=int, nargs="+", default=[32, 128],
                         help="LitServe max_batch_size settings; the ratio is against the best")
     parser.add_argument("--requests-per-client", type=int, default=30, help="more than bench.peers: a steadier estimate")
     parser.add_argument("--measured-rounds", type=int, default=3, help="rounds of the schedules run for real (0: the replay only)")
     parser.add_argument("--measured-requests-per-client", type=int, default=6, help="requests per client in the measured runs")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCHES)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--label", default="cpu")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCHES,
+                        help="batch sizes whose step cost is timed (others are interpolated)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps per batch size")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--label", default="cpu", help="suffix of the result files")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the result files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     largest = max(args.max_batch_size, *args.dynamic_batch_sizes)
     if max(args.batch_sizes) < largest:

@@ -34,6 +34,7 @@ from bench import batching_ceiling, peers, roofline
 from models.checkpoint import load_language_model, save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.scoring import score_sequences
+from training.cli import parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VALID = ROOT.parent / "shared" / "data" / "wikitext-2" / "valid.txt"
@@ -136,11 +137,16 @@ def cuda_graph_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--output-dir", type=Path, required=True)
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--device", default="cuda", help="the device measured: cuda, cuda:N, or cpu to check the script")
+    parser.add_argument("--output-dir", type=Path, required=True, help="the folder every table is written to ($OUT)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script, not the machine")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

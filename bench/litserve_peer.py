@@ -32,6 +32,7 @@ from litserve.utils import LitAPIStatus
 from models.generation import CompletionTracker, GenerationBatch, generate
 from models.registry import load_model
 from models.sampling import BatchSampler, SamplingParams
+from training.cli import parser_for
 
 
 def decode(loaded, request: dict) -> tuple[list[int], SamplingParams]:
@@ -176,16 +177,23 @@ class ContinuousGeneration(ls.LitAPI):
         return output
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--mode", choices=["dynamic", "continuous", "score"], required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-timeout", type=float, default=0.02)
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--model-dir", required=True, help="the model directory to serve")
+    parser.add_argument("--mode", choices=["dynamic", "continuous", "score"], required=True,
+                        help="which LitServe batching mode (see above)")
+    parser.add_argument("--port", type=int, required=True, help="the port to listen on (127.0.0.1)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="LitServe's max_batch_size: requests run together at most")
+    parser.add_argument("--batch-timeout", type=float, default=0.02,
+                        help="LitServe's batch_timeout: seconds the dynamic batcher waits to fill a batch")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the worker (default: torch's)")
-    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"], help="where LitServe runs the model")
     parser.add_argument("--score-chunk", type=int, default=64, help="sequences per scoring call (the service's default)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.mode == "dynamic":
         api = DynamicBatchGeneration(args.model_dir, args.threads, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)

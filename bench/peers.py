@@ -48,6 +48,7 @@ from pathlib import Path
 import httpx
 
 from bench.serve import connected_clients, free_port, percentile
+from training.cli import parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -405,29 +406,38 @@ def start_engine(engine: str, model_dir: Path, args: argparse.Namespace, log_dir
     return start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir, args.device)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--lengths", nargs="+", default=["equal", "mixed"], choices=list(LENGTHS))
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"], help="model ids to measure")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights", help="where the model ids are found")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128], help="concurrent clients at each level")
+    parser.add_argument("--lengths", nargs="+", default=["equal", "mixed"], choices=list(LENGTHS),
+                        help="equal: 64 tokens per request; mixed: drawn from 16..128")
     parser.add_argument("--engines", nargs="*", default=["rnnserve", "rnnserve-stream", "litserve-dynamic", "litserve-dynamic-128", "litserve-continuous"],
                         help="generation engines (none: scoring only)")
-    parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--requests-per-client", type=int, default=3,
+                        help="requests each client sends per round (at least 16 per level in all)")
     parser.add_argument("--rounds", type=int, default=3, help="times each level runs every engine (the median is reported)")
     parser.add_argument("--max-batch-size", type=int, default=128, help="live sequences per step, both servers")
     parser.add_argument("--litserve-batch-size", type=int, default=32, help="LitServe's dynamic max_batch_size")
-    parser.add_argument("--litserve-batch-timeout", type=float, default=0.02)
+    parser.add_argument("--litserve-batch-timeout", type=float, default=0.02,
+                        help="seconds LitServe's dynamic batcher waits to fill a batch")
     parser.add_argument("--litserve-threads", type=int, default=None, help="torch threads in LitServe's worker (default: torch's)")
     parser.add_argument("--score-concurrency", type=int, nargs="*", default=[1, 8, 32], help="clients for scoring (none: skip)")
     parser.add_argument("--texts-per-request", type=int, default=8, help="sentences in each scoring request")
     parser.add_argument("--score-data", type=Path, default=SCORE_DATA, help="sentences to score, one per line")
     parser.add_argument("--litserve-score-batch-size", type=int, default=8, help="requests per LitServe scoring batch")
-    parser.add_argument("--litserve-score-batch-timeout", type=float, default=0.005)
-    parser.add_argument("--prompt", default=None, help="default: each model's example prompt")
+    parser.add_argument("--litserve-score-batch-timeout", type=float, default=0.005,
+                        help="seconds LitServe's scoring batcher waits to fill a batch")
+    parser.add_argument("--prompt", default=None, help="the prompt of every request (default: each model's example prompt)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where both servers run the model")
-    parser.add_argument("--label", default="cpu")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--label", default="cpu", help="suffix of the result files")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the result files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.score_concurrency and not args.score_data.is_file():
         parser.error(f"no sentences to score at {args.score_data} (give --score-data, or --score-concurrency with no value)")

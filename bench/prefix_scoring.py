@@ -61,15 +61,20 @@ def scorers(loaded, batch_size: int):
             lambda seqs: [r.token_logprobs for r in score_prefix_tree(loaded.model, seqs)])
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("models", nargs="+", type=resolve_model, help="recurrent or n-gram language models")
     parser.add_argument("--nbest", type=Path, nargs="+", required=True, help="n-best files (JSON lines)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="passes of each way of scoring (the median is reported)")
     parser.add_argument("--lists-per-call", type=int, nargs="+", default=[1, 4],
                         help="utterances scored in one call: 1 is one request alone, more are concurrent requests the engine batches")
     parser.add_argument("--batch-size", type=int, default=64, help="flat scoring's batch (the engine's RNNSERVE_SCORE_MAX_BATCH_SIZE)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -31,6 +31,7 @@ import httpx
 
 from bench.peers import SCORE_DATA, start_rnnserve
 from bench.serve import connected_clients, percentile
+from training.cli import parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -131,20 +132,25 @@ def plot(rows: dict[str, list[dict]], path: Path, title: str) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="wikitext2-lstm")
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--model", default="wikitext2-lstm", help="the model id to converse with")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights", help="the models directory both servers serve")
     parser.add_argument("--data", type=Path, default=SCORE_DATA, help="text whose lines are the users' turns")
-    parser.add_argument("--conversations", type=int, default=8)
-    parser.add_argument("--turns", type=int, default=8)
-    parser.add_argument("--answer-tokens", type=int, default=32)
-    parser.add_argument("--repeat-clients", type=int, default=8)
-    parser.add_argument("--repeat-requests", type=int, default=8)
-    parser.add_argument("--repeat-prompt-lines", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--label", default="cpu")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--conversations", type=int, default=8, help="concurrent conversations (one client each)")
+    parser.add_argument("--turns", type=int, default=8, help="turns of each conversation")
+    parser.add_argument("--answer-tokens", type=int, default=32, help="tokens of each streamed answer")
+    parser.add_argument("--repeat-clients", type=int, default=8, help="concurrent clients of the repeat test")
+    parser.add_argument("--repeat-requests", type=int, default=8, help="times each repeat client sends its prompt")
+    parser.add_argument("--repeat-prompt-lines", type=int, default=3, help="lines of text in the repeated prompt")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the servers run the model")
+    parser.add_argument("--label", default="cpu", help="suffix of the result files")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the result files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     lines = text_lines(args.data, args.conversations * args.turns + args.repeat_prompt_lines)
     users = [lines[c * args.turns : (c + 1) * args.turns] for c in range(args.conversations)]

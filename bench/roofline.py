@@ -28,10 +28,10 @@ from models.generation import prefill
 from models.next_token import NextTokenScores
 from models.registry import load_model
 from models.sampling import BatchSampler, SamplingParams
+from training.cli import parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 PROMPTS = {"wikitext2-lstm": "The game was released in", "shakespeare-char-lstm": "ROMEO:\n"}
 
 
@@ -68,7 +68,7 @@ def cell_cost(model, batch: int) -> tuple[float, float]:
     """(FLOPs, bytes) of one cell step for `batch` rows: the gate products of every layer, the
     weights read once, the state read and written."""
     config = model.config
-    gates = GATES[config.cell] * config.hidden_dim
+    gates = model.rnn.weight_hh_l0.size(0)  # the gates' rows: gates x hidden in nn.RNN's layout
     flops = weights = 0
     width = config.embedding_dim
     for _ in range(config.num_layers):
@@ -136,16 +136,22 @@ def measure(loaded, batch: int, repeats: int) -> dict:
             "rows_in_clusters": cluster_rows, "engine_step_s": engine_step}
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64, 256])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (a CPU worker's default: all cores)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"], help="model ids to measure")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights", help="where the model ids are found")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64, 256], help="rows per decode step measured")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps per measurement (the median is reported)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads, as a CPU worker uses (default: every core)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    parser.add_argument("--label", default="cpu")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--label", default="cpu", help="suffix of the result files")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the result files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

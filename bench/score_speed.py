@@ -1,4 +1,4 @@
-"""Scoring throughput of each language model on the CPU: tokens scored per second by the code
+r"""Scoring throughput of each language model on the CPU: tokens scored per second by the code
 behind /v1/score, one sentence at a time (the baseline) and in batches of --batch-size
 sentences (what the server's dynamic batching does), measured in the same run.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from models.registry import load_model
+from training.cli import parser_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,15 +44,20 @@ def tokens_per_second(loaded, encoded: list[list[int]], batch_size: int, min_sec
             return scored / elapsed
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
     parser.add_argument("models", type=Path, nargs="+", help="model directories (recurrent or n-gram)")
     parser.add_argument("--data", type=Path, required=True, help="text file with one sentence or paragraph per line")
-    parser.add_argument("--sentences", type=int, default=256)
-    parser.add_argument("--max-chars", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sentences", type=int, default=256, help="lines of --data scored")
+    parser.add_argument("--max-chars", type=int, default=400, help="longer lines are cut to this many characters")
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch in the batched measurement")
     parser.add_argument("--seconds", type=float, default=5.0, help="minimum measuring time per setting")
-    parser.add_argument("--output", default="score-cpu")
+    parser.add_argument("--output", default="score-cpu", help="name of the result files in bench/results/")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     texts = sentences_from(args.data, args.sentences, args.max_chars)
     rows = []

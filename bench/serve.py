@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from training.cli import parser_for
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ENGINES = {
@@ -167,16 +169,22 @@ def plot(results: dict, path: Path, title: str) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="shakespeare-char-lstm")
-    parser.add_argument("--models-dir", default=str(ROOT / "weights"))
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--prompt", default="ROMEO:\n")
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--model", default="shakespeare-char-lstm", help="the model id to generate with")
+    parser.add_argument("--models-dir", default=str(ROOT / "weights"), help="the models directory the servers serve")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128], help="concurrent clients at each level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring window per engine and level")
+    parser.add_argument("--max-tokens", type=int, default=128, help="tokens generated per request")
+    parser.add_argument("--prompt", default="ROMEO:\n", help="the prompt of every request")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES),
+                        help="the engines to measure (see above)")
     parser.add_argument("--label", default="cpu", help="suffix of the result files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     common_env = {"RNNSERVE_MODELS_DIR": args.models_dir, "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING", "RNNSERVE_REQUEST_TIMEOUT_S": "600",

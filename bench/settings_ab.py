@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bench.peers import LENGTHS, PROMPTS, Process, combine_rounds, draw_lengths, run_clients, run_rounds, send, start_rnnserve
+from training.cli import parser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -81,21 +82,27 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
     parser.add_argument("--variant", action="append", nargs="+", metavar="NAME [RNNSERVE_X=VALUE ...]",
                         help="a name and the settings it changes; the first is the baseline (default: the shipped "
                              "settings against RNNSERVE_SINGLE_THREAD_ROWS=0)")
-    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"])
-    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights")
-    parser.add_argument("--lengths", nargs="+", default=["mixed"], choices=list(LENGTHS))
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 32])
-    parser.add_argument("--requests-per-client", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-batch-size", type=int, default=128)
-    parser.add_argument("--prompt", default=None, help="default: each model's example prompt")
-    parser.add_argument("--label", default="cpu")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--models", nargs="+", default=["wikitext2-lstm", "shakespeare-char-lstm"], help="model ids to measure")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "weights", help="the models directory every variant serves")
+    parser.add_argument("--lengths", nargs="+", default=["mixed"], choices=list(LENGTHS),
+                        help="equal: 64 tokens per request; mixed: drawn from 16..128")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 32], help="concurrent clients at each level")
+    parser.add_argument("--requests-per-client", type=int, default=3, help="requests each client sends per round")
+    parser.add_argument("--rounds", type=int, default=3, help="times each level runs every variant (the median is reported)")
+    parser.add_argument("--max-batch-size", type=int, default=128, help="live sequences per step in every variant")
+    parser.add_argument("--prompt", default=None, help="the prompt of every request (default: each model's example prompt)")
+    parser.add_argument("--label", default="cpu", help="suffix of the result files")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the result files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         variants = [parse_variant(words) for words in (args.variant or DEFAULT_VARIANTS)]

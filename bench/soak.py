@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from training.cli import parser_for
+
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("generate", "stream", "cancel", "score", "caption")
 
@@ -131,14 +133,19 @@ def start_server(models_dir: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = parser_for(__doc__)
+    parser.add_argument("--url", help="a running server to drive (default: start one)")
+    parser.add_argument("--models-dir", default=str(ROOT / "weights"), help="the models directory of the server it starts")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--seconds", type=float, default=30, help="how long the clients run")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the clients' request mix")
+    parser.add_argument("--output", type=Path, default=None, help="also write the report as JSON here (default: printed only)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="a running server (default: start one)")
-    parser.add_argument("--models-dir", default=str(ROOT / "weights"))
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=None, help="also write the report as JSON here")
+    parser = build_parser()
     args = parser.parse_args(argv)
     process = None
     url, pid = args.url, None

@@ -14,6 +14,10 @@ where the state is a tuple of `num_state_tensors` tensors of shape (num_layers, 
 * ``peephole``: the LSTM of Gers & Schmidhuber (2000), whose gates also see the cell state.
 * ``jordan``: a Jordan network, whose recurrence reads the previous step's output, not its
   hidden state.
+
+What else is known of a cell is a class attribute of its module, read through `CELLS` (the
+registry): its name in tables, the fused PyTorch module that can run one of its layers, its
+layer over a prefix tree, whether the cell comparison trains it by default.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from typing import Callable, ClassVar
 
 import torch
 from torch import nn
+
+from models.tree_layers import gru_tree_layer, lstm_tree_layer, rnn_tanh_tree_layer
 
 State = tuple[torch.Tensor, ...]
 # The four tensors of one layer in nn.RNN's layout: what a prefix tree runs layer by layer.
@@ -31,7 +37,16 @@ class RecurrentCell(nn.Module):
     """What the language model needs of a recurrent stack (see the module docstring)."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # how tables and plots name the cell
     num_state_tensors: ClassVar[int] = 1
+    # The PyTorch module whose single layer runs one of the cell's layers from `layer_weights`
+    # (AWD regularisation runs the stack layer by layer through it); None for a cell PyTorch lacks.
+    fused_module: ClassVar[type[nn.RNNBase] | None] = None
+    # One layer over a prefix tree (`models.tree_layers`), as a staticmethod; None: a prefix tree
+    # cannot run the cell, and shared prefixes are scored one sequence at a time.
+    tree_layer: ClassVar[Callable | None] = None
+    # Whether `training.compare_cells` trains the cell when not told which cells to compare.
+    in_default_comparison: ClassVar[bool] = True
 
     def run(self, x: torch.Tensor, state: State, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
@@ -40,8 +55,8 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError
 
     def layer_weights(self, layer: int) -> LayerWeights | None:
-        """The layer's weights in nn.RNN's layout, for cells a prefix tree can run (None: it
-        cannot, and sequences are scored one by one)."""
+        """The layer's weights in nn.RNN's layout, what `fused_module` and `tree_layer` read;
+        None for a cell with other weights."""
         return None
 
 
@@ -81,17 +96,26 @@ class _TorchCell(RecurrentCell):
 
 class ElmanCell(_TorchCell, nn.RNN):
     name = "rnn"
+    title = "Elman RNN (tanh)"
+    fused_module = nn.RNN
+    tree_layer = staticmethod(rnn_tanh_tree_layer)
     step_function = torch.rnn_tanh_cell
 
 
 class GRUCell(_TorchCell, nn.GRU):
     name = "gru"
+    title = "GRU"
+    fused_module = nn.GRU
+    tree_layer = staticmethod(gru_tree_layer)
     step_function = torch.gru_cell
 
 
 class LSTMCell(_TorchCell, nn.LSTM):
     name = "lstm"
+    title = "LSTM"
     num_state_tensors = 2
+    fused_module = nn.LSTM
+    tree_layer = staticmethod(lstm_tree_layer)
     step_function = torch.lstm_cell
 
 
@@ -186,6 +210,7 @@ class PeepholeLSTMCell(_LoopedCell):
     """
 
     name = "peephole"
+    title = "Peephole LSTM"
     num_state_tensors = 2
 
     def make_layer(self, layer, input_size):
@@ -222,6 +247,7 @@ class JordanCell(_LoopedCell):
     """
 
     name = "jordan"
+    title = "Jordan RNN"
 
     def make_layer(self, layer, input_size):
         hidden = self.hidden_size
@@ -240,8 +266,10 @@ class JordanCell(_LoopedCell):
         return y, (y,)
 
 
-CELLS: dict[str, type[RecurrentCell]] = {cell.name: cell for cell in (ElmanCell, GRUCell, LSTMCell, PeepholeLSTMCell, JordanCell)}
-CELL_NAMES = {"rnn": "Elman RNN (tanh)", "gru": "GRU", "lstm": "LSTM", "peephole": "Peephole LSTM", "jordan": "Jordan RNN"}
+# In the order the cell comparison's table lists them: the plain recurrences, then the gated ones.
+CELLS: dict[str, type[RecurrentCell]] = {
+    cell.name: cell for cell in (ElmanCell, JordanCell, GRUCell, LSTMCell, PeepholeLSTMCell)
+}
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0) -> RecurrentCell:

@@ -16,6 +16,7 @@ from models.prefix_scoring import runs_as_tree, score_prefix_tree, shares_prefix
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.scoring import SequenceScore, score_sequences
 from models.spelling import load_spelling
+from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT, stream_loss, stream_token_logprobs
 from models.text_encoding import TextEncoding
 from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary
@@ -34,6 +35,12 @@ class LoadedLanguageModel(LoadedModel, TextEncoding):
         if not top_logprobs and runs_as_tree(self.model) and shares_prefixes(sequences):
             return score_prefix_tree(self.model, sequences)
         return score_sequences(self.model, sequences, top_logprobs)
+
+    def stream_loss(self, ids, batch_size=EVAL_BATCH_SIZE, bptt=EVAL_BPTT, device="cpu"):
+        return stream_loss(self.model, ids, batch_size, bptt, device)
+
+    def stream_token_logprobs(self, ids, bptt=EVAL_BPTT, device="cpu"):
+        return stream_token_logprobs(self.model, ids, bptt, device)
 
 
 def _tied_names(config: LanguageModelConfig) -> frozenset[str]:

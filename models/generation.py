@@ -69,7 +69,8 @@ class GenerationBatch:
         return cls(model, state, NextTokenScores(model, hidden), sampler)
 
     @classmethod
-    def reading(cls, model: RNNLanguageModel, state: State, sampler: BatchSampler, width: int) -> "GenerationBatch":
+    def feeding_prompts(cls, model: RNNLanguageModel, state: State, sampler: BatchSampler,
+                        width: int) -> "GenerationBatch":
         """Rows at `state` (the initial state, or one saved after part of their prompts) whose
         prompts are still to be fed through decode steps: their first scores are read by no one."""
         hidden = torch.zeros(state[0].size(1), width, device=state[0].device)
@@ -135,7 +136,8 @@ class CompletionTracker:
     the row finishes. Tracked text costs the same for every token however long the completion:
     all but the last LIVE_TOKENS tokens are frozen into text, and each new token detokenizes
     only the live tokens after a bounded context (what `detokenize_continuation` reads of a
-    context anyway), where rebuilding the whole completion per token was quadratic.
+    context anyway); detokenizing the whole completion at every token would cost time
+    quadratic in its length.
     """
 
     def __init__(self, params: SamplingParams, vocab: Vocabulary, tokenizer: Tokenizer, incremental_text: bool = True,

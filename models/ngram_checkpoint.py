@@ -22,6 +22,7 @@ from models.loaded import LoadedModel
 from models.ngram import NGramModel
 from models.scoring import SequenceScore, summarise
 from models.spelling import load_spelling
+from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT
 from models.text_encoding import TextEncoding
 from models.tokenizers import TokenizerConfig
 from models.vocab import Vocabulary
@@ -41,6 +42,14 @@ class LoadedNGramModel(LoadedModel, TextEncoding):
         if any(len(s) < 2 for s in sequences):
             raise ValueError("each sequence needs a context token and at least one token to score")
         return [summarise(values.tolist()) for values in self.model.score_sequences(sequences)]
+
+    # The model predicts a stream's tokens (the first is context only) from its own history, so
+    # it needs no batches or windows: `batch_size`, `bptt` and `device` are the signature's only.
+    def stream_loss(self, ids, batch_size=EVAL_BATCH_SIZE, bptt=EVAL_BPTT, device="cpu"):
+        return self.model.stream_loss(ids.numpy())
+
+    def stream_token_logprobs(self, ids, bptt=EVAL_BPTT, device="cpu"):
+        return self.model.token_logprobs(ids.numpy(), context=1)
 
 
 def save_ngram_model(directory: str | Path, model: NGramModel, vocab: Vocabulary, tokenizer_config: TokenizerConfig, extra: dict[str, Any] | None = None) -> Path:

@@ -9,16 +9,15 @@ its own (`models.scoring.score_sequences`) up to float rounding.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
 from models.rnn_lm import RNNLanguageModel
 from models.scoring import SequenceScore, summarise
+from models.tree_layers import Inputs
 
-# When the tree pays (bench.prefix_scoring, 2 CPU cores): 100-best lists (distinct prefixes 30%
-# of the positions, ~1,000 positions a list) score about twice as fast through it; 10-best lists
-# (48%, ~110 positions) about as fast as flat, so small or unshared inputs stay flat.
+# The tree pays only when the input shares much of its prefixes and is large enough for its
+# per-depth products to outweigh flat scoring's one fused pass (long n-best lists); small or
+# unshared inputs stay flat. docs/benchmarks/prefix-scoring.md has the measurements.
 SHARED_PREFIX_THRESHOLD = 0.4
 MIN_POSITIONS = 512
 
@@ -58,8 +57,8 @@ def distinct_prefixes(sequences: list[list[int]]) -> int:
 
 
 def runs_as_tree(model: RNNLanguageModel) -> bool:
-    """Whether the tree can run the model's cell (the fused cells, written out layer-wise below)."""
-    return model.config.cell in TREE_LAYERS
+    """Whether the tree can run the model's cell (one with a layer in `models.tree_layers`)."""
+    return model.rnn.tree_layer is not None
 
 
 def shares_prefixes(sequences: list[list[int]]) -> bool:
@@ -89,7 +88,7 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
     tokens, fed = torch.tensor([tree.token[n] for n in order], device=device).unique(return_inverse=True)
     x: torch.Tensor | Inputs = Inputs(model.embedding(tokens), fed)
     for layer in range(model.config.num_layers):
-        x = TREE_LAYERS[model.config.cell](x, blocks, *model.rnn.layer_weights(layer))
+        x = model.rnn.tree_layer(x, blocks, *model.rnn.layer_weights(layer))
     if model.projection is not None:
         x = model.projection(x)
     # Each distinct (prefix, next token) pair once: hypotheses that share a prefix mostly share
@@ -110,70 +109,3 @@ def score_prefix_tree(model: RNNLanguageModel, sequences: list[list[int]]) -> li
         results.append(summarise(values[position : position + len(sequence) - 1]))
         position += len(sequence) - 1
     return results
-
-
-# One layer of a cell over the whole tree (nn.RNN/GRU/LSTM's weight layout and gate order). The
-# tree is run layer by layer, as cuDNN and oneDNN run a sequence: the input projection of every
-# node is one large matrix product, and only the recurrent product is left to the per-depth loop,
-# where a node starts from its parent's state (a row of the depth before). Small per-depth
-# products were what made the tree slower than flat scoring; this keeps most of the arithmetic
-# in one efficient call.
-Blocks = list[tuple[int, int, "torch.Tensor | None"]]  # per depth: rows [start, end), parents' rows
-
-
-class Inputs(NamedTuple):
-    """A layer's inputs as distinct rows and, per node, which row it takes."""
-    rows: torch.Tensor
-    of_node: torch.Tensor
-
-
-def _project(x: "torch.Tensor | Inputs", weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x W^T + b for every node, computed once per distinct input row."""
-    if isinstance(x, Inputs):
-        return torch.addmm(bias, x.rows, weight.t())[x.of_node]
-    return torch.addmm(bias, x, weight.t())
-
-
-def _lstm_layer(x: "torch.Tensor | Inputs", blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
-    hidden = w_hh.shape[1]
-    projected = _project(x, w_ih, b_ih + b_hh)  # (N, 4H): gates i, f, g, o
-    h_all = projected.new_empty(len(projected), hidden)
-    c_all = projected.new_empty(len(projected), hidden)
-    for start, end, parents in blocks:
-        if parents is None:  # from the zero state
-            gates, c_previous = projected[start:end], None
-        else:
-            gates = torch.addmm(projected[start:end], h_all[parents], w_hh.t())
-            c_previous = c_all[parents]
-        activated = torch.sigmoid(gates)
-        cell_input = activated[:, :hidden] * torch.tanh(gates[:, 2 * hidden : 3 * hidden])
-        c = cell_input if c_previous is None else torch.addcmul(cell_input, activated[:, hidden : 2 * hidden], c_previous)
-        c_all[start:end] = c
-        torch.mul(activated[:, 3 * hidden :], torch.tanh(c), out=h_all[start:end])
-    return h_all
-
-
-def _gru_layer(x: "torch.Tensor | Inputs", blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
-    hidden = w_hh.shape[1]
-    projected = _project(x, w_ih, b_ih)  # (N, 3H): r, z, n
-    h_all = projected.new_empty(len(projected), hidden)
-    for start, end, parents in blocks:
-        h_previous = projected.new_zeros(end - start, hidden) if parents is None else h_all[parents]
-        recurrent = torch.addmm(b_hh, h_previous, w_hh.t())
-        inputs = projected[start:end]
-        reset_update = torch.sigmoid(inputs[:, : 2 * hidden] + recurrent[:, : 2 * hidden])
-        new = torch.tanh(inputs[:, 2 * hidden :] + reset_update[:, :hidden] * recurrent[:, 2 * hidden :])
-        h_all[start:end] = new + reset_update[:, hidden:] * (h_previous - new)
-    return h_all
-
-
-def _rnn_tanh_layer(x: "torch.Tensor | Inputs", blocks: Blocks, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:
-    projected = _project(x, w_ih, b_ih + b_hh)
-    h_all = projected.new_empty(len(projected), w_hh.shape[1])
-    for start, end, parents in blocks:
-        pre = projected[start:end] if parents is None else torch.addmm(projected[start:end], h_all[parents], w_hh.t())
-        torch.tanh(pre, out=h_all[start:end])
-    return h_all
-
-
-TREE_LAYERS = {"lstm": _lstm_layer, "gru": _gru_layer, "rnn": _rnn_tanh_layer}

@@ -1,5 +1,7 @@
 """The model types, one entry each: what config.json's ``model_type`` loads with, the type the
-HTTP API shows, and the tasks a model of that type can do. Adding a type is one entry here.
+HTTP API shows, the tasks a model of that type can do and the facts of its own the catalogue
+keeps. Adding a type is one entry here. How a model scores (a text, a token stream) is its
+loaded class's: what the entry's `load` returns (`models.text_encoding.TextEncoding`).
 
 `inspect_model` reads what a catalogue needs from a model directory's files (config.json,
 vocab.json, the weights' checksums) without building the network.
@@ -13,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from models.artifacts import VOCAB_FILE, CheckpointError, model_revision, read_config
-from models.captioning.captioner import load_captioner
+from models.captioning.captioner import captioner_facts, load_captioner
 from models.checkpoint import load_language_model
 from models.interpolation import Tokenization
 from models.ngram_checkpoint import load_ngram_model
@@ -24,18 +26,25 @@ from models.vocab import Vocabulary
 GENERATE, SCORE, CAPTION = "generate", "score", "caption"
 
 
+def no_extra_facts(config: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class ModelType:
     name: str  # config.json "model_type"
     public_type: str  # the type /v1/models shows
+    described_as: str  # how messages name the public type, with its article
     tasks: frozenset[str]
     load: Callable[[Path, "str | torch.device"], Any]
+    # config.json -> what the HTTP layer needs of a model of this type beyond every model's facts.
+    extra_facts: Callable[[dict[str, Any]], dict[str, Any]] = no_extra_facts
 
 
 MODEL_TYPES: dict[str, ModelType] = {entry.name: entry for entry in (
-    ModelType("rnn_lm", "language_model", frozenset({GENERATE, SCORE}), load_language_model),
-    ModelType("ngram", "ngram", frozenset({SCORE}), load_ngram_model),
-    ModelType("captioner", "captioner", frozenset({CAPTION}), load_captioner),
+    ModelType("rnn_lm", "language_model", "a language model", frozenset({GENERATE, SCORE}), load_language_model),
+    ModelType("ngram", "ngram", "an n-gram model", frozenset({SCORE}), load_ngram_model),
+    ModelType("captioner", "captioner", "a captioner", frozenset({CAPTION}), load_captioner, captioner_facts),
 )}
 
 
@@ -54,6 +63,11 @@ def can(model_type_name: str, task: str) -> bool:
 def is_language_model(model_type_name: str) -> bool:
     """Language models, recurrent or n-gram: anything that scores text."""
     return can(model_type_name, SCORE)
+
+
+def described_as(public_type: str) -> str:
+    """How messages name a public type: 'a language model', 'an n-gram model'."""
+    return next(entry.described_as for entry in MODEL_TYPES.values() if entry.public_type == public_type)
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Any:
@@ -92,16 +106,16 @@ def inspect_model(directory: str | Path) -> ModelFacts:
     config = read_config(directory)
     entry = model_type(config.get("model_type"), directory)
     tokenizer = config.get("tokenizer") or {}
-    level = tokenizer.get("level") if entry.name != "captioner" else None
-    if level is not None and level not in LEVELS:
-        raise CheckpointError(f"{directory}: unknown tokenizer level {level!r}")
-    tokenization = None
-    if SCORE in entry.tasks:
+    level = tokenization = None
+    if SCORE in entry.tasks:  # a language model: it reads text at a tokenizer level
+        level = tokenizer.get("level")
+        if level is not None and level not in LEVELS:
+            raise CheckpointError(f"{directory}: unknown tokenizer level {level!r}")
         vocab = Vocabulary.load(directory / VOCAB_FILE)
         specials = set(vocab.specials.values())
         tokenization = Tokenization(level or "word", tokenizer.get("style", "wikitext"),
                                     frozenset(t for t in vocab.tokens if t not in specials))
-    extra = {"image_size": int(config["encoder"].get("image_size", 224))} if entry.name == "captioner" else {}
+    extra = entry.extra_facts(config)
     try:
         parameters = int(config.get("parameters", 0))
     except (TypeError, ValueError) as error:

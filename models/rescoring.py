@@ -4,10 +4,12 @@ them. Shared by the service (/v1/rescore) and the tuning CLI, so both rank alike
     score = acoustic_weight * acoustic_score + sum_m weight_m * lm_logprob_m + word_insertion_penalty * num_words
 
 All scores are natural logs. A hypothesis without an acoustic score counts it as 0 (rescoring
-by the language models alone).
+by the language models alone). A score beyond the range of a float cannot be ranked, so a term
+(or a sum) that overflows raises `ScoreOverflow` naming it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -23,9 +25,34 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+class ScoreOverflow(ArithmeticError):
+    """A weight times its score (or the sum of those terms) is not a finite float. `term` says
+    which: "acoustic", "words", or the model id of a language model's term (the largest term
+    when only the sum overflows)."""
+
+    def __init__(self, term: str, message: str, hypothesis: int | None = None) -> None:
+        super().__init__(message)
+        self.term, self.hypothesis = term, hypothesis
+
+
 def combined_score(acoustic_score: float | None, lm_logprobs: dict[str, float], num_words: int, weights: RescoringWeights) -> float:
-    lm = sum(weight * lm_logprobs[model] for model, weight in weights.lm_weights.items())
-    return weights.acoustic_weight * (acoustic_score or 0.0) + lm + weights.word_insertion_penalty * num_words
+    terms = [("acoustic", "acoustic_weight", weights.acoustic_weight, "acoustic_score", acoustic_score or 0.0)]
+    terms += [(model, f"the weight of {model}", weight, "its log-probability", lm_logprobs[model])
+              for model, weight in weights.lm_weights.items()]
+    terms.append(("words", "word_insertion_penalty", weights.word_insertion_penalty, "num_words", num_words))
+    products = []
+    for term, weight_name, weight, score_name, score in terms:
+        product = weight * score
+        if not math.isfinite(product):
+            raise ScoreOverflow(term, f"{weight_name} × {score_name} = {weight:g} × {score:g} overflows a float")
+        products.append(product)
+    # Grouped as acoustic + Σ language models + words, the order the tuning results were computed in.
+    total = products[0] + sum(products[1:-1]) + products[-1]
+    if not math.isfinite(total):
+        largest = max(range(len(terms)), key=lambda index: abs(products[index]))
+        raise ScoreOverflow(terms[largest][0], f"the score's terms ({', '.join(f'{p:g}' for p in products)}) add up beyond "
+                                               f"the range of a float")
+    return total
 
 
 def ranking(scores: list[float]) -> list[int]:
@@ -37,5 +64,10 @@ def rescore_list(texts: list[str], acoustic_scores: list[float | None], lm_logpr
                  weights: RescoringWeights) -> tuple[list[float], list[int], list[int]]:
     """One n-best list: (each hypothesis's score, its word count, the ranking best first)."""
     words = [count_words(text) for text in texts]
-    scores = [combined_score(a, lm, n, weights) for a, lm, n in zip(acoustic_scores, lm_logprobs, words)]
+    scores = []
+    for index, (acoustic, lm, num_words) in enumerate(zip(acoustic_scores, lm_logprobs, words)):
+        try:
+            scores.append(combined_score(acoustic, lm, num_words, weights))
+        except ScoreOverflow as error:
+            raise ScoreOverflow(error.term, str(error), index) from None
     return scores, words, ranking(scores)

@@ -25,7 +25,7 @@ class LanguageModelConfig:
     embedding_dim: int = 256
     hidden_dim: int = 256
     num_layers: int = 2
-    cell: Literal["rnn", "gru", "lstm", "peephole", "jordan"] = "lstm"
+    cell: str = "lstm"  # a cell of the registry, models.cells.CELLS
     dropout: float = 0.2
     # Dropout on whole embedding rows (a word is dropped everywhere in the batch), as AWD-LSTM.
     embedding_dropout: float = 0.0

@@ -6,8 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import torch
+
 from models.scoring import SequenceScore, summarise
 from models.spelling import SpellingModel
+from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT
 from models.tokenizers import Tokenizer, text_start
 from models.vocab import Vocabulary
 
@@ -55,7 +59,8 @@ class TextScore:
 
 class TextEncoding:
     """Mixin for loaded models with `vocab: Vocabulary`, `tokenizer: Tokenizer`, a
-    `score(sequences)` method and, for word models, perhaps a spelling model."""
+    `score(sequences)` method, their own way of scoring a token stream (`stream_loss`,
+    `stream_token_logprobs`) and, for word models, perhaps a spelling model."""
 
     vocab: Vocabulary
     tokenizer: Tokenizer
@@ -65,6 +70,18 @@ class TextEncoding:
         """Models that can give each position's likeliest tokens also take `top_logprobs`."""
         raise NotImplementedError
 
+    def stream_loss(self, ids: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE, bptt: int = EVAL_BPTT,
+                    device: torch.device | str = "cpu") -> float:
+        """Mean negative log-likelihood in nats per predicted token of a token stream (N,) read
+        the standard way (`models.streams`): the first token is context only."""
+        raise NotImplementedError
+
+    def stream_token_logprobs(self, ids: torch.Tensor, bptt: int = EVAL_BPTT,
+                              device: torch.device | str = "cpu") -> np.ndarray:
+        """log p of every token of the stream after the first (natural log), read as
+        `stream_loss` reads it with batch size 1: what per-token interpolation mixes."""
+        raise NotImplementedError
+
     def score_encoded(self, encoded: list[EncodedText], unknown_words: UnknownWords | list[UnknownWords] = "spell",
                       top_logprobs: int = 0) -> list[TextScore]:
         """Score encoded texts (one mode for all, or one per text); with "spell" (and a spelling
@@ -72,7 +89,7 @@ class TextEncoding:
         over all strings. `top_logprobs` also gives each scored token that many likeliest
         tokens at its position, from the same pass."""
         modes = [unknown_words] * len(encoded) if isinstance(unknown_words, str) else list(unknown_words)
-        can_spell = self.spelling is not None and self.level == "word"
+        can_spell = self.spelling is not None and self.tokenizer.spells_unknown_words
         sequences = [e.ids for e in encoded]
         scores = self.score(sequences, top_logprobs) if top_logprobs else self.score(sequences)
         results = []

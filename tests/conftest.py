@@ -1,5 +1,11 @@
 """Shared fixtures: a tiny corpus the project generates itself, a word model trained on it
-in seconds through the real training CLI, and app clients over a models directory."""
+in seconds through the real training CLI, and app clients over a models directory.
+
+Tiers: every test is marked with its directory (unit, engine, api, training, e2e). Everything
+outside tests/unit, tests/engine and tests/api is also `slow` (real servers, browsers, soak,
+training through the CLIs, benchmarks, the documentation build), and so are the few tests of
+those tiers listed in SLOW_IN_FAST_TIERS.
+`make test-fast` runs `pytest -m "not slow"`; `make test` runs everything."""
 from __future__ import annotations
 
 import random
@@ -10,6 +16,45 @@ import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPOSITORY_ROOT / "weights"
+TESTS_DIR = Path(__file__).resolve().parent
+# The tiers (directories under tests/), each a marker of its tests. Only the fast tiers run in
+# `make test-fast`; the others, and test files directly under tests/ (the documentation
+# build), are `slow`.
+TIERS = ("unit", "engine", "api", "training", "e2e")
+FAST_TIERS = ("unit", "engine", "api")
+# The tests of the fast tiers that took the largest shares of `make test-fast` (--durations):
+# a module or a test, each of its parametrizations included. Marked here so that the test
+# files stay as their owners keep them; `make test` runs them all the same.
+SLOW_IN_FAST_TIERS = (
+    "tests/api/test_caption.py",  # its fixture trains the shapes captioner through the CLI
+    "tests/engine/test_pool.py::test_crash_looping_worker_is_restarted_with_backoff",
+    "tests/unit/test_sampling_edges.py::test_any_accepted_parameters_choose_a_valid_token_and_leave_neighbours_alone",
+    "tests/unit/test_generation.py::test_tracked_text_equals_detokenizing_the_whole_completion_every_time",
+    "tests/api/test_openapi_contract.py::test_no_string_or_number_makes_the_server_fail",
+    "tests/api/test_shipped_models.py::test_the_playground_defaults_always_generate_something",
+    "tests/api/test_serving.py::test_killed_worker_fails_its_requests_with_503_then_recovers",
+    "tests/api/test_serving.py::test_queue_full_answers_429_with_retry_after",
+)
+
+
+def is_listed_slow(nodeid: str) -> bool:
+    test = nodeid.split("[", 1)[0]
+    return any(test == entry or test.startswith(entry + "::") for entry in SLOW_IN_FAST_TIERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its tier; everything outside the fast tiers, and the listed tests
+    in them, `slow` (markers registered in pyproject.toml)."""
+    for item in items:
+        try:
+            tier = Path(item.path).resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+        if tier not in FAST_TIERS or is_listed_slow(item.nodeid):
+            item.add_marker(pytest.mark.slow)
+
 
 SUBJECTS = ["the cat", "the dog", "a bird", "my friend", "the old man", "a small child"]
 VERBS = ["sat on", "looked at", "ran to", "walked past", "slept near"]

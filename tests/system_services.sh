@@ -3,12 +3,15 @@
 # servers on free ports; a shared one is started on 127.0.0.1:6379 when none answers there),
 # Chromium (the browser tests drive it headless) and espeak-ng (the speech n-best builder's test). Installed through apt-get when running as
 # root; otherwise this stops at once with the one command that installs them.
+# With arguments, only those (`make test-fast` needs redis-server alone) and no shared Redis.
 set -euo pipefail
 
+needed=("$@")
+((${#needed[@]})) || needed=(redis-server chromium espeak-ng)
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+for program in "${needed[@]}"; do
+  command -v "$program" >/dev/null 2>&1 || missing+=("$program")
+done
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -23,6 +26,6 @@ if ((${#missing[@]})); then
   fi
 fi
 
-if ! (command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
+if (($# == 0)) && ! (command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
   redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes >/dev/null
 fi

@@ -1,4 +1,4 @@
-"""Average the weights of several checkpoints of one run (the tail of a training run) and
+r"""Average the weights of several checkpoints of one run (the tail of a training run) and
 export the average, evaluated on valid and test — the cheap cousin of AWD-LSTM's averaged SGD
 and of fairseq's `average_checkpoints`.
 
@@ -12,6 +12,7 @@ better on the validation split than EXPORT, unless --always.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import logging
@@ -22,9 +23,10 @@ import torch
 
 from models.artifacts import COMPANION_FILES, CheckpointError, staged_model_directory
 from models.checkpoint import load_language_model, save_language_model
+from models.streams import stream_loss
 from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import CorpusFiles, load_corpus, model_reads_raw_text
-from training.evaluation import perplexity, stream_loss
+from training.evaluation import perplexity
 
 logger = logging.getLogger("training.average_checkpoints")
 # config.json entries that save_language_model writes from the model itself.
@@ -50,15 +52,20 @@ def average(paths: list[Path]) -> dict[str, torch.Tensor]:
     return {name: (tensor / len(paths)).float() for name, tensor in total.items()}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("export", type=Path, help="the run's exported model directory")
-    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("checkpoints", type=Path, nargs="+", metavar="checkpoint",
+                        help="resumable checkpoints (last.pt) or state dicts of the same run, to average")
     parser.add_argument("--data", type=Path, required=True, help="the corpus the run trained on")
-    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True, help="model directory to write the average to")
     parser.add_argument("--always", action="store_true", help="export even when the average is not better")
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     if args.output.resolve() != args.export.resolve():

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from models.cells import CELLS
 from models.rnn_lm import RNNLanguageModel
 
 # The cells whose layers run as PyTorch's fused modules, one layer at a time here.
-FUSED_LAYERS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+FUSED_CELLS = tuple(name for name, cell in CELLS.items() if cell.fused_module is not None)
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,15 @@ class AWDLoss(nn.Module):
 
     def __init__(self, model: RNNLanguageModel, regularisation: AWDRegularisation) -> None:
         super().__init__()
-        cell = model.config.cell
-        if cell not in FUSED_LAYERS:
-            raise ValueError(f"AWD regularisation needs a fused cell ({', '.join(FUSED_LAYERS)}), not {cell!r}")
+        module = model.rnn.fused_module
+        if module is None:
+            raise ValueError(f"AWD regularisation needs a fused cell ({', '.join(FUSED_CELLS)}), "
+                             f"not {model.config.cell!r}")
         self.model = model
         self.regularisation = regularisation
         config = model.config
         # One single-layer module per distinct input width, kept out of the parameter list (it
         # holds no weights of its own: every call passes the stack's weights for that layer).
-        module = FUSED_LAYERS[cell]
         widths = {config.embedding_dim, config.hidden_dim}
         self._layer_runner = {
             width: module(width, config.hidden_dim, 1, batch_first=True, device="meta") for width in widths

@@ -1,4 +1,4 @@
-"""The seed's comparison on one corpus: Kneser-Ney n-grams, then Elman RNN, Jordan network,
+r"""The cell comparison on one corpus: Kneser-Ney n-grams, then Elman RNN, Jordan network,
 GRU, LSTM and peephole LSTM language models at the same parameter count, trained the same way;
 one table of perplexities.
 
@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from models.artifacts import read_config
-from models.cells import CELL_NAMES
+from models.cells import CELLS
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.tokenizers import make_tokenizer
 from training import train_lm, train_ngram
@@ -27,7 +27,7 @@ from training.cli import parser_for, run_cli
 from training.corpus import CorpusFiles, lm_tokenizer_config, load_corpus
 
 logger = logging.getLogger("training.compare_cells")
-DEFAULT_CELLS = ["rnn", "jordan", "gru", "lstm", "peephole"]
+DEFAULT_CELLS = [name for name, cell in CELLS.items() if cell.in_default_comparison]
 
 
 def model_config(args: argparse.Namespace, vocab_size: int, cell: str, hidden: int) -> LanguageModelConfig:
@@ -96,30 +96,41 @@ def write_results(run_dir: Path, rows: list[dict], title: str) -> str:
     return table
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="ptb")
-    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="directory with *train*/*valid*/*test* files, or one text file")
+    parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="ptb",
+                        help="the corpus's tokenizer conventions (as train_lm --style)")
+    parser.add_argument("--run-dir", type=Path, required=True,
+                        help="one sub-directory per model, and the results table; running again resumes")
     parser.add_argument("--params", type=int, default=4_000_000, help="parameter budget of each recurrent model")
-    parser.add_argument("--cells", nargs="+", choices=sorted(CELL_NAMES), default=DEFAULT_CELLS)
-    parser.add_argument("--ngram-orders", type=int, nargs="*", default=[3, 5])
-    parser.add_argument("--embedding-dim", type=int, default=200)
-    parser.add_argument("--num-layers", type=int, default=2)
-    parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--head", choices=["linear", "adaptive"], default="adaptive")
-    parser.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[2000])
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=DEFAULT_CELLS,
+                        help="recurrent cells to compare, in the table's order")
+    parser.add_argument("--ngram-orders", type=int, nargs="*", default=[3, 5],
+                        help="Kneser-Ney n-gram orders to train as baselines (none: no n-grams)")
+    parser.add_argument("--embedding-dim", type=int, default=200, help="width of the word vectors, the same for every cell")
+    parser.add_argument("--num-layers", type=int, default=2, help="recurrent layers stacked, the same for every cell")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout on the embeddings, between layers and on the output")
+    parser.add_argument("--head", choices=["linear", "adaptive"], default="adaptive",
+                        help="output layer: a full softmax, or an adaptive softmax (cheaper for large vocabularies)")
+    parser.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[2000],
+                        help="vocabulary ranks where the adaptive head's clusters start")
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate of every cell without a --cell-lr")
     parser.add_argument("--cell-lr", nargs="*", default=["rnn=5e-4", "jordan=5e-4"], metavar="CELL=LR",
                         help="a cell's own learning rate (the tanh RNN saturates at 2e-3 and stays at unigram "
                              "perplexity; the Jordan network's tanh recurrence gets the same)")
     # Zaremba et al.'s batch and window: three times the updates per epoch of 32 x 70, which
     # matters at a budget of a few epochs.
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--bptt", type=int, default=35)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=1111)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=20, help="parallel token streams per training step")
+    parser.add_argument("--bptt", type=int, default=35, help="truncated backpropagation window, in tokens")
+    parser.add_argument("--epochs", type=int, default=4, help="passes over the training text for each model")
+    parser.add_argument("--seed", type=int, default=1111, help="random seed, the same for every model")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.cell_lr = {cell: float(lr) for cell, lr in (item.split("=", 1) for item in args.cell_lr)}
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for cell in args.cells:
         hidden, parameters = hidden_for_budget(args, vocab_size, cell)
         config = train_cell(args, cell, hidden)
-        rows.append({"model": CELL_NAMES[cell], "hidden": hidden, "parameters": parameters,
+        rows.append({"model": CELLS[cell].title, "hidden": hidden, "parameters": parameters,
                      "lr": args.cell_lr.get(cell, args.lr), **_ppl(config)})
     title = f"{args.data.name}: {args.num_layers} layers, embedding {args.embedding_dim}, ~{args.params / 1e6:.1f}M parameters, {args.epochs} epochs"
     print(write_results(args.run_dir, rows, title))

@@ -1,7 +1,8 @@
 """Language-modelling corpora: a directory with train/valid/test files (WikiText-2, PTB) or a
 single plain-text file split into train and valid, read as one token stream.
 
-Word level: each line's whitespace-separated tokens followed by ``<eos>`` (the standard way:
+Each level reads a file its own way (`models.tokenizers.base.Tokenizer.read_corpus`). Word
+level: each line's whitespace-separated tokens followed by ``<eos>`` (the standard way:
 WikiText-2 and PTB are already tokenized). Pass ``tokenize_raw`` for untokenized text, which
 then goes through the same NLTK tokenizer the service applies to requests.
 Piece level (SentencePiece): each line's pieces followed by ``<eos>``.
@@ -19,9 +20,8 @@ from typing import Any
 import torch
 
 from models.artifacts import file_sha256
-from models.tokenizers import Tokenizer, TokenizerConfig
-from models.tokenizers.pieces import PIECE_MODEL_FILE
-from models.vocab import EOS, Vocabulary
+from models.tokenizers import Tokenizer, TokenizerConfig, tokenizer_class
+from models.vocab import Vocabulary
 
 SPLITS = ("train", "valid", "test")
 logger = logging.getLogger(__name__)
@@ -67,11 +67,13 @@ class CorpusFiles:
 
 
 def lm_tokenizer_config(level: str, style: str) -> TokenizerConfig:
-    """How every language model of this project reads text: word and piece models separate
-    lines (and start a request) with <eos>, char models with a newline."""
-    boundary = "\n" if level == "char" else EOS
+    """How every language model of this project reads text: lines separated (and a request
+    started) by the level's boundary token (<eos> for words and pieces, a newline for
+    characters), with the file the level's tokenizer needs, if any."""
+    tokenizer = tokenizer_class(level)
+    boundary = tokenizer.boundary_token
     return TokenizerConfig(level=level, style=style, start_token=boundary, end_token=boundary,
-                           model_file=PIECE_MODEL_FILE if level == "sentencepiece" else None)
+                           model_file=tokenizer.model_file_name, sentence_splitter=tokenizer.sentence_splitter_in_use())
 
 
 # Blank lines mark a stream's passages (a play's speeches, a book's paragraphs) when at least
@@ -82,18 +84,21 @@ PASSAGE_BREAK_SHARE = 0.01
 
 def with_start_context(config: TokenizerConfig, corpus: "Corpus") -> TokenizerConfig:
     """`config` with the tokens a model trained on `corpus` reads every text after, for its
-    config.json: a character model starts a text where a passage of its training stream starts
-    (after a blank line when the stream has passages, else after a newline); word and piece
-    models after the previous line's end token. Left unset when the vocabulary lacks the token."""
-    newline = "\n"
-    if config.level != "char":
+    config.json: a model of a level whose passages follow blank lines (characters) starts a text
+    where a passage of its training stream starts (after a blank line when the stream has
+    passages, else after a newline); word and piece models after the previous line's end token.
+    Left unset when the vocabulary lacks the token."""
+    level = tokenizer_class(config.level)
+    boundary = level.boundary_token
+    if not level.passages_follow_blank_lines:
         context = (config.start_token,) if config.start_token in corpus.vocab else None
-    elif newline not in corpus.vocab:
+    elif boundary not in corpus.vocab:
         context = None
     else:
-        breaks = corpus.train == corpus.vocab.id(newline)
-        newlines, blank_lines = int(breaks.sum()), int((breaks[:-1] & breaks[1:]).sum())
-        context = (newline, newline) if newlines and blank_lines >= PASSAGE_BREAK_SHARE * newlines else (newline,)
+        breaks = corpus.train == corpus.vocab.id(boundary)
+        boundaries, blank_lines = int(breaks.sum()), int((breaks[:-1] & breaks[1:]).sum())
+        has_passages = boundaries and blank_lines >= PASSAGE_BREAK_SHARE * boundaries
+        context = (boundary, boundary) if has_passages else (boundary,)
     return replace(config, start_context=context)
 
 
@@ -136,18 +141,9 @@ def warn_if_untokenized(counts: Counter[str]) -> None:
 
 
 def read_tokens(path: Path, tokenizer: Tokenizer, tokenize_raw: bool = False) -> list[str]:
-    """A corpus file as one token stream. Word level: a tokenized corpus's whitespace-separated
-    tokens (or, with `tokenize_raw`, the service's tokenizer's) and <eos> after each line; piece
-    level: each line's pieces and <eos>; char level: every character."""
-    text = path.read_text(encoding="utf-8")
-    if tokenizer.level == "char":
-        return list(text)
-    tokenize = tokenizer.tokenize if tokenize_raw or tokenizer.level != "word" else str.split
-    tokens: list[str] = []
-    for line in text.splitlines():
-        tokens.extend(tokenize(line))
-        tokens.append(EOS)
-    return tokens
+    """A corpus file as one token stream, read the tokenizer's level's way (see the module
+    docstring)."""
+    return tokenizer.read_corpus(path.read_text(encoding="utf-8"), tokenize_raw)
 
 
 def count_words(path: Path) -> int:
@@ -186,7 +182,7 @@ def load_corpus(
         valid_tokens = read_tokens(files.valid, tokenizer, tokenize_raw)
     counts = Counter(train_tokens)
     if vocab is None:
-        if tokenizer.level == "word":
+        if tokenizer.reads_tokenized_corpora:
             warn_if_untokenized(counts)
         vocab = Vocabulary.build(counts, max_size=max_vocab, min_count=min_count)
 
@@ -195,18 +191,3 @@ def load_corpus(
 
     test = ids(read_tokens(files.test, tokenizer, tokenize_raw)) if files.test else None
     return Corpus(vocab, ids(train_tokens), ids(valid_tokens), test, files, counts)
-
-
-def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(N,) -> (batch_size, N // batch_size): each row a contiguous slice of the stream."""
-    columns = ids.numel() // batch_size
-    if columns < 2:
-        raise ValueError(f"corpus of {ids.numel()} tokens is too small for batch size {batch_size}")
-    return ids[: columns * batch_size].view(batch_size, columns)
-
-
-def windows(batched: torch.Tensor, bptt: int, start: int = 0):
-    """Yield (position, inputs (B, W), targets (B, W)) for truncated backpropagation."""
-    for position in range(start, batched.size(1) - 1, bptt):
-        width = min(bptt, batched.size(1) - 1 - position)
-        yield position, batched[:, position : position + width], batched[:, position + 1 : position + 1 + width]

@@ -5,6 +5,7 @@ strategy, captions tokenized as in training (NLTK Treebank words, lower case, no
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -30,18 +31,24 @@ def decode(loaded, features: torch.Tensor, strategy: str, max_tokens: int, no_re
     return [c.token_ids for c in sample_captions(loaded.model.decoder, features, params, vocab.bos_id, vocab.eos_id, vocab.unk_id)]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("checkpoint", type=resolve_model, help="captioner directory or model id")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/flickr8k"))
-    parser.add_argument("--split", default="dev")
-    parser.add_argument("--strategies", nargs="+", default=["argmax", "beam3", "beam5"])
-    parser.add_argument("--max-tokens", type=int, default=20)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/flickr8k"),
+                        help="Flickr8k-layout directory (text/ and images/)")
+    parser.add_argument("--split", default="dev", help="the split to caption: train, dev or test")
+    parser.add_argument("--strategies", nargs="+", default=["argmax", "beam3", "beam5"],
+                        help="decoding strategies to score: argmax, or beamN for beam search of width N")
+    parser.add_argument("--max-tokens", type=int, default=20, help="words per caption at most")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images (default: the whole split)")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=NO_REPEAT_NGRAM_SIZE,
                         help="beam search never repeats an n-gram of this many words in a caption (0: off)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     loaded = load_captioner(args.checkpoint, args.device)
     images = read_flickr8k(args.data)[args.split][: args.limit]
     references = {image.image_id: [" ".join(caption_tokens(c)) for c in image.captions] for image in images}

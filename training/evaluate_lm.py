@@ -1,4 +1,4 @@
-"""Perplexity of an exported language model on a text file, the standard way.
+r"""Perplexity of an exported language model on a text file, the standard way.
 
     python -m training.evaluate_lm weights/wikitext2-lstm --data ../shared/data/wikitext-2/test.txt
 
@@ -8,6 +8,7 @@ gets the remaining weight), `--interpolate MODEL --tune-on VALID` chooses the we
 
     python -m training.evaluate_lm wikitext2-lstm --data ../shared/data/wikitext-2/test.txt \
         --interpolate runs/ngram/wikitext2-kn5 --tune-on ../shared/data/wikitext-2/valid.txt
+
 The file is read like the model's training read its corpus (one <eos> per line for word
 models, through the service's tokenizer when training tokenized raw text; every character for
 char models) and scored as one stream with the hidden state carried across lines; the
@@ -15,6 +16,7 @@ result agrees with what training reported for the same split.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -25,30 +27,30 @@ import torch
 from models.artifacts import CheckpointError
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
 from models.registry import is_language_model, load_model
+from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.corpus import count_words, model_reads_raw_text, read_tokens
-from training.evaluation import (
-    EVAL_BATCH_SIZE,
-    EVAL_BPTT,
-    loaded_model_stream_loss,
-    loaded_model_token_logprobs,
-    perplexity,
-    word_perplexity,
-)
+from training.evaluation import perplexity, word_perplexity
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("checkpoint", type=resolve_model, help="model directory, or a model id in the model directories")
     parser.add_argument("--data", type=Path, required=True, help="text file to score")
-    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)
-    parser.add_argument("--bptt", type=int, default=EVAL_BPTT)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
+                        help="parallel streams the text is split into (the value training reports with)")
+    parser.add_argument("--bptt", type=int, default=EVAL_BPTT, help="tokens scored per step of each stream")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--interpolate", action="append", default=[], metavar="MODEL:WEIGHT",
                         help="mix this model in per token with this weight (repeat; the first model gets the rest)")
     parser.add_argument("--tune-on", type=Path, default=None,
-                        help="choose the --interpolate model's weight (one model; give it as MODEL) on this file, e.g. valid")
-    args = parser.parse_args(argv)
+                        help="choose the --interpolate model's weight (one model; give it as MODEL) on this file, e.g. valid "
+                             "(default: the weights given)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     loaded = load_model(args.checkpoint, args.device)
     if not is_language_model(loaded.model_type):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokens = read_tokens(args.data, loaded.tokenizer, model_reads_raw_text(loaded.config))
     ids = torch.tensor(loaded.vocab.encode(tokens), dtype=torch.long)
     started = time.time()
-    loss = loaded_model_stream_loss(loaded, ids, args.batch_size, args.bptt, args.device)
+    loss = loaded.stream_loss(ids, args.batch_size, args.bptt, args.device)
     seconds = time.time() - started
     result = {
         "model": loaded.model_id,
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
         "perplexity": round(perplexity(loss), 3),
         "tokens_per_second": round((ids.numel() - 1) / seconds, 1),
     }
-    if loaded.level == "sentencepiece":
+    if loaded.tokenizer.reports_word_perplexity:
         # Per word (whitespace-separated, one <eos> per line), comparable with word models.
         words = count_words(args.data)
         result.update(words=words, word_perplexity=word_perplexity(loss, ids.numel(), words))
@@ -101,7 +103,7 @@ def mixture_logprobs(models: list, path: Path) -> np.ndarray:
     rows = []
     for model in models:
         ids = torch.tensor(model.vocab.encode(tokens), dtype=torch.long)
-        rows.append(loaded_model_token_logprobs(model, ids))
+        rows.append(model.stream_token_logprobs(ids))
     return np.stack(rows)
 
 

@@ -13,6 +13,7 @@ Works with recurrent and n-gram models alike.
 """
 from __future__ import annotations
 
+import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -58,7 +59,8 @@ def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bo
     good = total_logprobs(loaded, [p["sentence_good"] for p in pairs], add_end, unknown_words)
     bad = total_logprobs(loaded, [p["sentence_bad"] for p in pairs], add_end, unknown_words)
     correct = [g > b for g, b in zip(good, bad)]
-    spelled = unknown_words == "spell" and getattr(loaded, "spelling", None) is not None and loaded.level == "word"
+    spelled = (unknown_words == "spell" and getattr(loaded, "spelling", None) is not None
+               and loaded.tokenizer.spells_unknown_words)
     result = {"model": loaded.model_id, "unknown_words": "spell" if spelled else "unk",
               "pairs": len(pairs), "correct": sum(correct), "accuracy": round(sum(correct) / len(pairs), 4)}
     if group_by:
@@ -69,16 +71,21 @@ def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bo
     return result
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("checkpoint", type=resolve_model, help="model directory or model id (recurrent or n-gram)")
     parser.add_argument("pairs", type=Path, help="JSON lines with sentence_good / sentence_bad")
-    parser.add_argument("--group-by", default=None, help="a field of the pairs to report accuracy by")
+    parser.add_argument("--group-by", default=None,
+                        help="a field of the pairs to report accuracy by, e.g. UID (default: one overall accuracy)")
     parser.add_argument("--no-end-token", action="store_true", help="score sentences without the end token")
     parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell",
                         help="score a word outside the vocabulary with the spelling model (spell) or as <unk> alone (unk)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     loaded = load_model(args.checkpoint, args.device)
     if not is_language_model(loaded.model_type):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")

@@ -14,6 +14,7 @@ place: a failed import leaves nothing behind.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -36,7 +37,7 @@ logger = logging.getLogger("training.import_arpa")
 ARPA_SPECIALS = {"pad": PAD, "unk": ARPA_UNK, "bos": ARPA_BOS, "eos": ARPA_EOS}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("arpa", type=Path, help="the ARPA file (.arpa or .arpa.gz)")
     parser.add_argument("--output", type=Path, required=True, help="model directory to write (its name is the model id)")
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
                         help="character n-gram order of the spelling model (0: none; a vocabulary too small for it gets the order it supports)")
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_export_target(args.output, args.force)
     if not args.arpa.is_file():

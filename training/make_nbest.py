@@ -15,6 +15,7 @@ Needs `espeak-ng` (Debian) and `pocketsphinx` (PyPI): `make nbest` installs both
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -160,18 +161,24 @@ def check_tools() -> None:
         raise UsageError("pocketsphinx is not installed (pip install pocketsphinx; `make nbest` does it)") from error
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="a tokenized corpus split (WikiText-2 or PTB file)")
-    parser.add_argument("--style", choices=["wikitext", "ptb"], default="wikitext")
-    parser.add_argument("--utterances", type=int, default=200)
+    parser.add_argument("--style", choices=["wikitext", "ptb"], default="wikitext",
+                        help="the corpus's conventions, undone to get the words read out")
+    parser.add_argument("--utterances", type=int, default=200, help="sentences to speak and recognise")
     parser.add_argument("--nbest", type=int, default=10, help="hypotheses per utterance at most")
-    parser.add_argument("--min-words", type=int, default=5)
-    parser.add_argument("--max-words", type=int, default=14)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--min-words", type=int, default=5, help="shortest sentence taken, in words")
+    parser.add_argument("--max-words", type=int, default=14, help="longest sentence taken, in words")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the sentences drawn")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="utterances recognised in parallel (default: every core)")
     parser.add_argument("--output", type=Path, required=True, help="JSON lines file to write")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_tools()
     sentences = corpus_sentences(args.data, args.style, args.min_words, args.max_words)

@@ -1,4 +1,4 @@
-"""Train a CNN+RNN captioner and export the best epoch (by dev CIDEr) as a serving checkpoint.
+r"""Train a CNN+RNN captioner and export the best epoch (by dev CIDEr) as a serving checkpoint.
 
     python -m training.train_captioner --data ../shared/data/flickr8k --run-dir runs/captioner \
         --export-dir weights/flickr8k-captioner
@@ -44,51 +44,63 @@ logger = logging.getLogger("training.train_captioner")
 FIELDS = ["epoch", "step", "train_loss", "bleu1", "bleu2", "bleu3", "bleu4", "cider", "seconds"]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = parser_for(__doc__)
     d = p.add_argument_group("data")
-    d.add_argument("--data", type=Path, help="Flickr8k-layout directory (text/ and images/)")
-    d.add_argument("--coco-train", type=Path, help="COCO caption JSON for training (with --coco-dev and --images-dir)")
-    d.add_argument("--coco-dev", type=Path)
-    d.add_argument("--images-dir", type=Path)
+    d.add_argument("--data", type=Path,
+                   help="Flickr8k-layout directory (text/ and images/) (default: none; give it, or the three COCO options)")
+    d.add_argument("--coco-train", type=Path,
+                   help="COCO caption JSON for training, with --coco-dev and --images-dir (default: none)")
+    d.add_argument("--coco-dev", type=Path, help="COCO caption JSON scored after each epoch (default: none)")
+    d.add_argument("--images-dir", type=Path, help="the directory the COCO files name their images in (default: none)")
     d.add_argument("--min-count", type=int, default=5, help="vocabulary: words seen at least this often in train")
-    d.add_argument("--max-caption-tokens", type=int, default=30)
+    d.add_argument("--max-caption-tokens", type=int, default=30, help="longer training captions are cut to this many words")
     m = p.add_argument_group("model")
     m.add_argument("--encoder", default="efficientnet_lite0", help="efficientnet_lite0, vgg16, resnet18, resnet50, small_cnn")
     m.add_argument("--no-pretrained", action="store_true", help="random encoder initialisation")
-    m.add_argument("--image-size", type=int, default=224)
-    m.add_argument("--fine-tune-encoder", action="store_true")
-    m.add_argument("--embedding-dim", type=int, default=256)
-    m.add_argument("--hidden-dim", type=int, default=512)
+    m.add_argument("--image-size", type=int, default=224, help="images are resized to this many pixels square")
+    m.add_argument("--fine-tune-encoder", action="store_true",
+                   help="train the CNN too (slower: features cannot be cached; see --encoder-lr)")
+    m.add_argument("--embedding-dim", type=int, default=256, help="width of the decoder's word vectors")
+    m.add_argument("--hidden-dim", type=int, default=512, help="units in the decoder's recurrent layer")
     m.add_argument("--attention-dim", type=int, default=256, help="0 disables attention")
     m.add_argument("--cell", choices=list(CELLS), default="lstm", help="the decoder's recurrent cell (models.cells)")
-    m.add_argument("--conditioning", choices=["init", "per_step", "both"], default="both")
-    m.add_argument("--dropout", type=float, default=0.5)
+    m.add_argument("--conditioning", choices=["init", "per_step", "both"], default="both",
+                   help="how the image reaches the decoder: its initial state, a term in every step, or both")
+    m.add_argument("--dropout", type=float, default=0.5, help="dropout in the decoder")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--batch-size", type=int, default=64)
-    o.add_argument("--lr", type=float, default=4e-4)
-    o.add_argument("--encoder-lr", type=float, default=1e-4)
+    o.add_argument("--batch-size", type=int, default=64, help="captions per training step")
+    o.add_argument("--lr", type=float, default=4e-4, help="learning rate of the decoder")
+    o.add_argument("--encoder-lr", type=float, default=1e-4, help="learning rate of a pretrained encoder being fine-tuned")
     o.add_argument("--attention-reg", type=float, default=1.0, help="doubly stochastic attention weight")
-    o.add_argument("--clip", type=float, default=5.0)
-    o.add_argument("--epochs", type=int, default=15)
+    o.add_argument("--clip", type=float, default=5.0, help="gradient norm clipping")
+    o.add_argument("--epochs", type=int, default=15, help="passes over the training captions at most")
     o.add_argument("--patience", type=int, default=3, help="epochs without a better dev CIDEr before stopping")
-    o.add_argument("--max-steps", type=int, default=None)
+    o.add_argument("--max-steps", type=int, default=None, help="stop after this many steps, for smoke tests (default: no limit)")
     r = p.add_argument_group("run")
-    r.add_argument("--run-dir", type=Path, required=True)
+    r.add_argument("--run-dir", type=Path, required=True,
+                   help="where checkpoints, cached features, metrics and the log go; running again resumes from it")
     r.add_argument("--export-dir", type=Path, default=None,
-                   help="where the best model goes when training ends; default: RUN_DIR/export/captioner, where every "
-                        "improving epoch is exported meanwhile")
+                   help="where the best model goes when training ends (default: RUN_DIR/export/captioner, where every "
+                        "improving epoch is exported meanwhile)")
     r.add_argument("--export-every-improvement", action="store_true",
                    help="replace the --export-dir model after every epoch that improves dev CIDEr, not only at the end "
                         "(a server that reloads meanwhile serves that epoch's weights)")
     r.add_argument("--force", action="store_true", help="replace a model already in the export directory")
-    r.add_argument("--eval-beam-size", type=int, default=3)
-    r.add_argument("--eval-images", type=int, default=None, help="score only the first N dev images each epoch")
-    r.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
-    r.add_argument("--device", default="auto")
-    r.add_argument("--seed", type=int, default=1234)
-    r.add_argument("--threads", type=int, default=None)
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--eval-beam-size", type=int, default=3, help="beam width of the captions scored after each epoch")
+    r.add_argument("--eval-images", type=int, default=None,
+                   help="score only the first N dev images each epoch (default: every dev image)")
+    r.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                   help="how the exported weights are stored (float16: half the size)")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    r.add_argument("--seed", type=int, default=1234, help="random seed (initialisation, dropout, batch order)")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if not args.data and not (args.coco_train and args.coco_dev and args.images_dir):
         p.error("give --data, or --coco-train, --coco-dev and --images-dir")

@@ -1,4 +1,4 @@
-"""Train the WikiText-2 flagship: AWD-LSTM (Merity et al., 2018) through `training.train_lm`.
+r"""Train the WikiText-2 flagship: AWD-LSTM (Merity et al., 2018) through `training.train_lm`.
 
     python -m training.train_flagship --data ../shared/data/wikitext-2 --run-dir runs/flagship \
         --export-dir runs/models/wikitext2-awd-lstm
@@ -20,6 +20,7 @@ after the recipe's, so it wins (e.g. `--epochs 100`, `--precision bf16`).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -48,13 +49,20 @@ def recipe(optimizer: str, tiny: bool) -> list[str]:
     return AWD_WIKITEXT2 + OPTIMIZERS[optimizer] + (TINY if tiny else [])
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="WikiText-2 (or any corpus of its layout)")
-    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True,
+                        help="train_lm's run directory (checkpoints, metrics, log); running again resumes")
     parser.add_argument("--export-dir", type=Path, required=True, help="put it under a models directory to serve it")
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="ntasgd")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="ntasgd",
+                        help="ntasgd: the paper's SGD then averaged weights; adamw: AdamW with a cosine schedule")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, to check the script")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
     command = [*recipe(args.optimizer, args.tiny), "--data", str(args.data), "--run-dir", str(args.run_dir),
                "--export-dir", str(args.export_dir), *extra]

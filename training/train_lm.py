@@ -1,4 +1,4 @@
-"""Train a recurrent language model and export the best epoch as a serving checkpoint.
+r"""Train a recurrent language model and export the best epoch as a serving checkpoint.
 
     python -m training.train_lm --data ../shared/data/wikitext-2 --run-dir runs/wt2 \
         --export-dir weights/wikitext2-lstm
@@ -34,24 +34,23 @@ from models.artifacts import CONFIG_FILE, copy_model_directory, staged_model_dir
 from models.cells import CELLS
 from models.checkpoint import load_language_model, save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
-from models.tokenizers import Tokenizer, make_tokenizer
+from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, stream_loss, windows
+from models.tokenizers import LEVELS, Tokenizer, make_tokenizer
 from models.vocab import Vocabulary
 from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import (
     Corpus,
     CorpusFiles,
-    batchify,
     corpus_reading,
     count_words,
     default_tokenize_raw,
     lm_tokenizer_config,
     load_corpus,
-    windows,
     with_start_context,
 )
-from training.awd import FUSED_LAYERS, AWDLoss, AWDRegularisation, NonMonotoneAveraging
+from training.awd import FUSED_CELLS, AWDLoss, AWDRegularisation, NonMonotoneAveraging
 from training.distributed import Distributed, LossModule
-from training.evaluation import EVAL_BATCH_SIZE, EVAL_BPTT, perplexity, stream_loss, word_perplexity
+from training.evaluation import perplexity, word_perplexity
 from training.piece_model import piece_tokenizer
 from training.plots import plot_metrics
 from training.pretrained_embeddings import initialise_embeddings
@@ -62,11 +61,11 @@ logger = logging.getLogger("training.train_lm")
 METRIC_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_ppl", "lr", "seconds"]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, help="directory with *train*/*valid*/*test* files, or one text file")
-    data.add_argument("--level", choices=["word", "char", "sentencepiece"], default="word",
+    data.add_argument("--level", choices=LEVELS, default="word",
                       help="sentencepiece: an open vocabulary of subword pieces learnt from the training text "
                            "(--max-vocab pieces, default 8000)")
     data.add_argument("--piece-model", choices=["unigram", "bpe"], default="unigram",
@@ -74,25 +73,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext",
                       help="tokenizer conventions the service applies to raw request text")
     data.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
-                      help="run the text through the service's tokenizer (NLTK words and punctuation split apart); "
-                           "default: on for --style plain, off for the already tokenized wikitext and ptb corpora")
+                      help="run the text through the service's tokenizer (NLTK words and punctuation split apart) "
+                           "(default: on for --style plain, off for the already tokenized wikitext and ptb corpora)")
     data.add_argument("--valid-fraction", type=float, default=0.1, help="valid share of a single-file corpus")
-    data.add_argument("--max-vocab", type=int, default=None)
-    data.add_argument("--min-count", type=int, default=1)
+    data.add_argument("--max-vocab", type=int, default=None,
+                      help="keep the most frequent words, the rest become <unk>; for sentencepiece the number of pieces "
+                           "(default: every word seen --min-count times; 8000 pieces)")
+    data.add_argument("--min-count", type=int, default=1,
+                      help="words seen fewer times in the training text become <unk>")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=list(CELLS), default="lstm",
                        help="peephole: LSTM whose gates see the cell state; jordan: the recurrence reads the "
                             "previous output (both written out in PyTorch, slower than the fused cells)")
-    model.add_argument("--embedding-dim", type=int, default=256)
-    model.add_argument("--hidden-dim", type=int, default=256)
-    model.add_argument("--num-layers", type=int, default=2)
-    model.add_argument("--dropout", type=float, default=0.2)
-    model.add_argument("--embedding-dropout", type=float, default=0.0)
-    model.add_argument("--tie-weights", action="store_true")
-    model.add_argument("--head", choices=["linear", "adaptive"], default="linear")
-    model.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[])
+    model.add_argument("--embedding-dim", type=int, default=256, help="width of the input word (or character) vectors")
+    model.add_argument("--hidden-dim", type=int, default=256, help="units in each recurrent layer")
+    model.add_argument("--num-layers", type=int, default=2, help="recurrent layers stacked")
+    model.add_argument("--dropout", type=float, default=0.2,
+                       help="dropout on the embeddings, between recurrent layers and on the output")
+    model.add_argument("--embedding-dropout", type=float, default=0.0,
+                       help="drop whole words from the input in training (every occurrence of a word at once)")
+    model.add_argument("--tie-weights", action="store_true",
+                       help="share the input embeddings with the output layer (fewer parameters; the top layer is "
+                            "projected to --embedding-dim when wider)")
+    model.add_argument("--head", choices=["linear", "adaptive"], default="linear",
+                       help="output layer: a full softmax, or an adaptive softmax that is cheaper for large vocabularies")
+    model.add_argument("--adaptive-cutoffs", type=int, nargs="*", default=[],
+                       help="vocabulary ranks where the adaptive head's clusters start, e.g. 2000 10000")
     model.add_argument("--pretrained-embeddings", type=Path, default=None,
-                       help="word2vec-format vectors (text or binary) to initialise the input embeddings")
+                       help="word2vec-format vectors (text or binary) to initialise the input embeddings (default: random)")
     awd = parser.add_argument_group(
         "AWD-LSTM regularisation (training only; the export serves like any model)",
         "--awd runs each layer on its own with DropConnect on its hidden-to-hidden matrix and "
@@ -109,44 +117,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--optimizer", choices=["adamw", "adam", "sgd", "ntasgd"], default="adamw",
                        help="ntasgd: SGD, then averaged weights once validation stops improving (--nonmono)")
     optim.add_argument("--nonmono", type=int, default=5, help="NT-ASGD: epochs a validation loss is compared back over")
-    optim.add_argument("--lr", type=float, default=2e-3)
-    optim.add_argument("--weight-decay", type=float, default=0.0)
+    optim.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    optim.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
     optim.add_argument("--schedule", choices=["plateau", "cosine", "none"], default="plateau",
                        help="plateau: divide the LR by 4 when validation stops improving")
-    optim.add_argument("--batch-size", type=int, default=32)
+    optim.add_argument("--batch-size", type=int, default=32, help="parallel token streams per training step")
     optim.add_argument("--bptt", type=int, default=70, help="truncated backpropagation window")
     optim.add_argument("--clip", type=float, default=0.25, help="gradient norm clipping")
-    optim.add_argument("--epochs", type=int, default=10)
+    optim.add_argument("--epochs", type=int, default=10, help="passes over the training text at most")
     optim.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping")
-    optim.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
-    optim.add_argument("--max-epoch-steps", type=int, default=None, help="cap steps per epoch (quick runs)")
+    optim.add_argument("--max-steps", type=int, default=None,
+                       help="stop after this many steps, for smoke tests (default: no limit)")
+    optim.add_argument("--max-epoch-steps", type=int, default=None,
+                       help="cap the steps of each epoch, for quick runs (default: the whole training text)")
     run = parser.add_argument_group("run")
-    run.add_argument("--run-dir", type=Path, required=True)
+    run.add_argument("--run-dir", type=Path, required=True,
+                     help="where checkpoints, metrics, curves and the log go; running again resumes from it")
     run.add_argument("--export-dir", type=Path, default=None,
-                     help="where the best model goes when training ends; default: RUN_DIR/export/MODEL_ID, where every "
-                          "improving epoch is exported meanwhile")
+                     help="where the best model goes when training ends (default: RUN_DIR/export/MODEL_ID, where every "
+                          "improving epoch is exported meanwhile)")
     run.add_argument("--export-every-improvement", action="store_true",
                      help="replace the --export-dir model after every epoch that improves validation, not only at the end "
                           "(a server that reloads meanwhile serves that epoch's weights)")
-    run.add_argument("--model-id", default=None, help="default: the export directory's name")
+    run.add_argument("--model-id", default=None, help="the id the service lists the model under (default: the export directory's name)")
     run.add_argument("--force", action="store_true", help="replace a model already in the export directory")
     run.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
                      help="order of the character n-gram that spells unknown words (word models; 0: none)")
-    run.add_argument("--example-prompt", default=None, help="a prompt that suits the model, offered first by the playground")
-    run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
+    run.add_argument("--example-prompt", default=None,
+                     help="a prompt that suits the model, offered first by the playground (default: none)")
+    run.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                     help="how the exported weights are stored (float16: half the size)")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                      help="bf16: mixed precision (autocast; weights, optimizer and loss stay fp32). Meant for GPUs; "
                           "CPUs run it too, fast only with bf16 matrix units")
-    run.add_argument("--seed", type=int, default=1111)
+    run.add_argument("--seed", type=int, default=1111, help="random seed (initialisation and dropout)")
     run.add_argument("--checkpoint-every", type=int, default=500, help="steps between resumable checkpoints")
-    run.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE)
+    run.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE,
+                     help="parallel streams when measuring validation and test perplexity")
     run.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.awd:
-        if args.cell not in FUSED_LAYERS:
-            parser.error(f"--awd runs the fused cells ({', '.join(FUSED_LAYERS)}), not {args.cell!r}")
+        if args.cell not in FUSED_CELLS:
+            parser.error(f"--awd runs the fused cells ({', '.join(FUSED_CELLS)}), not {args.cell!r}")
         try:
             awd_regularisation(args)
         except ValueError as error:
@@ -240,8 +259,8 @@ class Trainer:
         resumed = torch.load(self.last_path, weights_only=True, map_location="cpu") if self.last_path.exists() else None
         vocab = Vocabulary(list(resumed["vocab_tokens"])) if resumed else None
         self.tokenizer = self.make_tokenizer()
-        if vocab is None and args.level == "sentencepiece":
-            vocab = Vocabulary(self.tokenizer.pieces)  # the piece model's ids are the vocabulary's
+        if vocab is None:
+            vocab = self.tokenizer.corpus_vocabulary()
         logger.info("reading corpus %s", args.data)
         self.corpus: Corpus = load_corpus(
             self.files, self.tokenizer, args.max_vocab, args.min_count, self.tokenize_raw, vocab
@@ -292,7 +311,8 @@ class Trainer:
         return self.averaging.model_for_evaluation(self.model) if self.averaging else self.model
 
     def make_tokenizer(self) -> Tokenizer:
-        if self.args.level != "sentencepiece":
+        # A tokenizer with a file of its own (a piece model) learns it from the training text first.
+        if self.tokenizer_config.model_file is None:
             return make_tokenizer(self.tokenizer_config)
         if self.dist.is_main:
             piece_tokenizer(self.tokenizer_config, self.run_dir, self.files, self.args.max_vocab, self.args.piece_model)
@@ -452,13 +472,11 @@ class Trainer:
         best = load_language_model(self.run_export_dir, self.device)
         config = json.loads(config_path.read_text())
         metrics = dict(config.get("metrics", {}))
-        unit = {"char": "nats per character", "sentencepiece": "nats per piece, one <eos> per line counted"}
-        metrics["eval"] = {"batch_size": self.args.eval_batch_size, "bptt": EVAL_BPTT,
-                           "unit": unit.get(self.args.level, "nats per token, one <eos> per line counted")}
+        metrics["eval"] = {"batch_size": self.args.eval_batch_size, "bptt": EVAL_BPTT, "unit": self.tokenizer.loss_unit}
         if self.corpus.test is not None and "test_ppl" not in metrics:
             test_loss = stream_loss(best.model, self.corpus.test, self.args.eval_batch_size, EVAL_BPTT, self.device)
             metrics.update(test_loss=round(test_loss, 5), test_ppl=round(perplexity(test_loss), 3))
-            if self.args.level == "sentencepiece" and self.files.test is not None:
+            if self.tokenizer.reports_word_perplexity and self.files.test is not None:
                 # Pieces per word vary with the text: per word, the number compares with word models.
                 words = count_words(self.files.test)
                 metrics.update(test_words=words, test_word_ppl=word_perplexity(test_loss, self.corpus.test.numel(), words))
@@ -466,7 +484,7 @@ class Trainer:
         with staged_model_directory(self.run_export_dir, replace=True) as staging:
             shutil.copytree(self.run_export_dir, staging, dirs_exist_ok=True)
             write_config(staging, config)
-            if self.args.level == "word" and self.args.spelling_order > 0:
+            if self.tokenizer.spells_unknown_words and self.args.spelling_order > 0:
                 attach_spelling(staging, self.corpus.vocab, self.corpus.train_counts, self.args.spelling_order)
         self.publish()
         logger.info("exported %s: %s", self.export_dir, metrics)

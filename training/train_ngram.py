@@ -1,4 +1,4 @@
-"""Estimate an interpolated modified Kneser-Ney n-gram model and export it for serving.
+r"""Estimate an interpolated modified Kneser-Ney n-gram model and export it for serving.
 
     python -m training.train_ngram --data ../shared/data/wikitext-2 --order 5 \
         --output runs/ngram/wikitext2-kn5
@@ -21,7 +21,7 @@ import numpy as np
 
 from models.artifacts import staged_model_directory
 from models.ngram_checkpoint import save_ngram_model
-from models.tokenizers import make_tokenizer
+from models.tokenizers import TOKENIZERS, make_tokenizer
 from training.arpa import write_arpa
 from training.cli import check_export_target, parser_for, run_cli
 from training.corpus import (CorpusFiles, corpus_reading, default_tokenize_raw, lm_tokenizer_config, load_corpus,
@@ -31,25 +31,35 @@ from training.kneser_ney import estimate
 from training.spelling import DEFAULT_ORDER, attach_spelling
 
 logger = logging.getLogger("training.train_ngram")
+# The levels whose tokenizers need no file learnt from the text (a piece model is learnt by
+# training.train_lm only).
+NGRAM_LEVELS = [level for level, tokenizer in TOKENIZERS.items() if tokenizer.model_file_name is None]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="directory with *train*/*valid*/*test* files, or one text file")
-    parser.add_argument("--order", type=int, default=5)
+    parser.add_argument("--order", type=int, default=5, help="n: each word is predicted from the n-1 before it (1 to 9)")
     parser.add_argument("--output", type=Path, required=True, help="export directory (the model id is its name)")
-    parser.add_argument("--level", choices=["word", "char"], default="word")
-    parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext")
+    parser.add_argument("--level", choices=NGRAM_LEVELS, default="word", help="what a token is: a word or a character")
+    parser.add_argument("--style", choices=["wikitext", "ptb", "plain"], default="wikitext",
+                        help="tokenizer conventions the service applies to raw request text")
     parser.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the text through the service's tokenizer; default: on for --style plain only")
+                        help="run the text through the service's tokenizer (default: on for --style plain only)")
     parser.add_argument("--force", action="store_true", help="replace a model already in the output directory")
-    parser.add_argument("--arpa", type=Path, default=None, help="also write the model as an ARPA file (.gz to compress)")
+    parser.add_argument("--arpa", type=Path, default=None, help="also write the model as an ARPA file, .gz to compress (default: none)")
     parser.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
                         help="order of the character n-gram that spells unknown words (word models; 0: none; "
                              "a vocabulary too small for it gets the order it supports)")
-    parser.add_argument("--valid-fraction", type=float, default=0.1)
-    parser.add_argument("--max-vocab", type=int)
-    parser.add_argument("--min-count", type=int, default=1)
+    parser.add_argument("--valid-fraction", type=float, default=0.1, help="valid share of a single-file corpus")
+    parser.add_argument("--max-vocab", type=int,
+                        help="keep the most frequent words, the rest become <unk> (default: every word seen --min-count times)")
+    parser.add_argument("--min-count", type=int, default=1, help="words seen fewer times in the training text become <unk>")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 1 <= args.order <= 9:
@@ -59,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     tokenize_raw = default_tokenize_raw(args.style, args.tokenize_raw)
     files = CorpusFiles.find(args.data, args.valid_fraction)
     tokenizer_config = lm_tokenizer_config(args.level, args.style)
-    corpus = load_corpus(files, make_tokenizer(tokenizer_config), args.max_vocab, args.min_count, tokenize_raw)
+    tokenizer = make_tokenizer(tokenizer_config)
+    corpus = load_corpus(files, tokenizer, args.max_vocab, args.min_count, tokenize_raw)
     boundary = corpus.vocab.id(tokenizer_config.start_token)
     # The stream starts after a boundary token, as every line after the first does.
     train = np.concatenate([[boundary], corpus.train.numpy()])
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         if ids is not None:
             loss = model.stream_loss(ids.numpy())
             metrics.update({f"{split}_loss": round(loss, 5), f"{split}_ppl": round(perplexity(loss), 3)})
-    metrics["eval"] = {"unit": "nats per character" if args.level == "char" else "nats per token, one <eos> per line counted"}
+    metrics["eval"] = {"unit": tokenizer.loss_unit}
     provenance = {
         "data": files.provenance(),
         "tokens": {"train": int(corpus.train.numel())},
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     with staged_model_directory(args.output, replace=args.force) as staging:
         save_ngram_model(staging, model, corpus.vocab, with_start_context(tokenizer_config, corpus),
                          {"model_id": args.output.name, **corpus_reading(tokenize_raw), "provenance": provenance, "metrics": metrics})
-        if args.level == "word" and args.spelling_order > 0:
+        if tokenizer.spells_unknown_words and args.spelling_order > 0:
             attach_spelling(staging, corpus.vocab, corpus.train_counts, args.spelling_order)
     if args.arpa is not None:
         write_arpa(args.arpa, corpus.vocab.tokens, ngram_ids, [t.logprob for t in model.tables], [t.backoff for t in model.tables],

@@ -12,6 +12,7 @@ place, so a server that reloads meanwhile never sees half of it. See
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import shutil
@@ -21,25 +22,32 @@ from pathlib import Path
 from models.artifacts import VOCAB_FILE, read_config, staged_model_directory
 from models.registry import is_language_model
 from models.spelling import SPELLING_FILE
-from models.tokenizers import TokenizerConfig, make_tokenizer
+from models.tokenizers import TOKENIZERS, TokenizerConfig, make_tokenizer
 from models.vocab import Vocabulary
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.corpus import CorpusFiles, model_reads_raw_text, read_tokens
 from training.spelling import DEFAULT_ORDER, attach_spelling
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("model", type=resolve_model, help="model directory or model id (a word-level language or n-gram model)")
-    parser.add_argument("--data", type=Path, default=None, help="the model's training corpus (directory or file)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the model's training corpus, directory or file (default: none; the spelling model "
+                             "learns from the rarer half of the vocabulary)")
     parser.add_argument("--order", type=int, default=DEFAULT_ORDER,
                         help="order of the character n-gram (a vocabulary too small for it gets the order it supports)")
     parser.add_argument("--force", action="store_true", help="replace the model's spelling model")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = read_config(args.model)
     tokenizer = TokenizerConfig.from_json(config.get("tokenizer", {}))
-    if not is_language_model(config.get("model_type")) or tokenizer.level != "word":
+    level = TOKENIZERS.get(tokenizer.level)
+    if not is_language_model(config.get("model_type")) or level is None or not level.spells_unknown_words:
         raise UsageError(f"{args.model} is not a word-level language model; only those spell unknown words")
     if (args.model / SPELLING_FILE).exists() and not args.force:
         raise UsageError(f"{args.model} has a spelling model already; pass --force to replace it")

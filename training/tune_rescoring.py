@@ -14,6 +14,7 @@ reports them. WER comes from jiwer. `--url http://host:port` scores through a ru
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import asdict
@@ -161,18 +162,25 @@ def report(name: str, lists: list[NBestList], scores: Scores, weights: Rescoring
             "mean_hypotheses": round(sum(len(n.hypotheses) for n in lists) / len(lists), 2)}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = parser_for(__doc__)
     parser.add_argument("--nbest", type=Path, required=True, help="dev n-best file (JSON lines with references)")
     parser.add_argument("--model", action="append", required=True, help="a language or n-gram model id or directory (repeat)")
     parser.add_argument("--eval", type=Path, action="append", default=[], help="n-best files to report with the tuned weights")
-    parser.add_argument("--output", type=Path, default=None, help="write the weights and WERs as JSON here")
-    parser.add_argument("--url", default=None, help="score through this running service instead of in process")
-    parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="write the weights and WERs as JSON here (default: printed only)")
+    parser.add_argument("--url", default=None,
+                        help="score through this running service instead of in process (default: load the models here)")
+    parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell",
+                        help="score a word outside the vocabulary with the spelling model (spell) or as <unk> alone (unk)")
     parser.add_argument("--mix", default=None, metavar="W1,W2,...",
                         help="mix the models per token with these weights (summing to 1) into one language model, "
-                             "instead of combining them log-linearly")
-    args = parser.parse_args(argv)
+                             "instead of combining them log-linearly (default: log-linear, weights tuned)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     mixture = None
     if args.mix is not None:
         try:

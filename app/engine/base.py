@@ -1,6 +1,7 @@
 """The one interface the HTTP layer uses to reach the models, and the data it exchanges.
 
-Handlers call `generate`, `score`, `abort` and `health`; whether the engine runs in process,
+Handlers call `generate` (or `generate_stream`), `submit` (every batch task: score, caption, ...),
+`abort` and `health`; whether the engine runs in process,
 batches continuously or spreads over GPU workers is invisible to them (and tests can swap in
 a fake).
 """
@@ -73,6 +74,15 @@ class CaptionInput:
     no_repeat_ngram_size: int = 3  # beam search: no caption repeats an n-gram this long (0: off)
 
 
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batch task batches: it runs once `max_items` items wait, or once its oldest job
+    has waited `max_wait_s`."""
+
+    max_items: int
+    max_wait_s: float
+
+
 @dataclass
 class EngineHealth:
     ready: bool
@@ -94,10 +104,10 @@ class Engine(Protocol):
                         request_id: str | None = None) -> AsyncIterator[object]:
         """PromptInfo, then a TokenEvent per token and a ChoiceFinished per choice."""
 
-    async def score(self, request: ScoreInput, request_id: str | None = None) -> list[ScoredText]: ...
-
-    async def caption(self, request: CaptionInput, request_id: str | None = None) -> list[tuple[str, float, float, bool]]:
-        """(text, logprob, ranking score, finished) per caption, best first."""
+    async def submit(self, task: str, request, request_id: str | None = None):
+        """Run one request of a batch task (`app.engine.tasks.BATCH_TASKS`: score, caption, ...)
+        and return its result (ScoreInput -> list[ScoredText]; CaptionInput -> (text, logprob,
+        ranking score, finished) per caption, best first)."""
 
     async def abort(self, request_id: str) -> bool:
         """Stop a request in flight; False when no such request is in flight."""

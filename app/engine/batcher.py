@@ -1,4 +1,4 @@
-"""Continuous (iteration-level) batching for generation, and dynamic batching for scoring.
+"""Continuous (iteration-level) batching for generation.
 
 An RNN's per-sequence state is fixed-size, so the slot table is just the batch dimension of
 the state tensors: each live row owns one column of every (num_layers, B, hidden) tensor.
@@ -14,13 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from app.engine.base import ScoredText
-from app.engine.lm_tasks import TokenLimits, encode_prompt, encode_score_input, to_scored_text
-from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, PromptInfo, ScoreJob, TokenEvent
+from app.engine.lm_tasks import TokenLimits, encode_prompt
+from app.engine.messages import ChoiceFinished, GenerateJob, JobError, PromptInfo, TokenEvent
 from app.engine.prompt_cache import CachedState, PromptStateCache
 from models.checkpoint import LoadedLanguageModel
 from models.generation import CompletionTracker, GenerationBatch, prefill
-from models.prefix_scoring import shares_prefixes
 from models.sampling import STRATEGIES, BatchSampler, InvalidParameter
 
 logger = logging.getLogger(__name__)
@@ -40,7 +38,8 @@ class Row:
     prompt_left: int = 0  # prompt tokens still to feed through the decode step (see _admit)
 
     @property
-    def sampling(self) -> bool:
+    def prompt_read(self) -> bool:
+        """Whether the row has read its whole prompt (and so samples a token each step)."""
         return self.prompt_left == 0
 
     @property
@@ -114,26 +113,25 @@ class ContinuousBatcher:
         runs anyway, where a separate prefill call costs milliseconds of set-up every time a
         request arrives. Streamed requests, long rests, and any prompt when nothing is running,
         are prefilled in one packed call: a stream's first token then comes after one call
-        instead of one step per prompt token (in bench.peers at 8-128 clients, first-token p50
-        below LitServe's continuous loop in 9 of 12 levels instead of 3; streaming tokens/s
-        moved by -15% to +33% across levels and stayed above LitServe's in all)."""
+        instead of one step per prompt token, and the first token is what a streaming client
+        waits for (docs/benchmarks/peers.md measures it)."""
         joining: list[Row] = []
         while self.waiting and len(self.rows) + len(joining) < self.max_batch_size:
             joining.append(self.waiting.popleft())
         if not joining:
             return
-        ready, fed, packed = [], [], []
+        cached_whole, fed_through_steps, prefilled = [], [], []
         for row in joining:
             start = self.prompt_cache.longest_prefix(row.prompt_ids)
             left = len(row.prompt_ids) - (start.length if start else 0)
             self.prompt_tokens["cache"] += len(row.prompt_ids) - left
             if not left:
-                ready.append((row, start))
+                cached_whole.append((row, start))
             elif self.rows and left <= STEP_PREFILL_MAX_TOKENS and not row.stream:
-                fed.append((row, start))
+                fed_through_steps.append((row, start))
             else:
-                packed.append((row, start))
-        for group, join in ((ready, self._resume), (packed, self._prefill), (fed, self._feed)):
+                prefilled.append((row, start))
+        for group, join in ((cached_whole, self._resume), (prefilled, self._prefill), (fed_through_steps, self._feed)):
             if group:
                 self._join_isolated(group, join, emit)
 
@@ -159,7 +157,7 @@ class ContinuousBatcher:
         """Rows whose prompt rests are read through the running batch's decode steps."""
         rows = [row for row, _ in fed]
         width = self.batch.scores.hidden.size(1)
-        batch = GenerationBatch.reading(self.loaded.model, self._start_state(fed), self._sampler(rows), width)
+        batch = GenerationBatch.feeding_prompts(self.loaded.model, self._start_state(fed), self._sampler(rows), width)
         for row, start in fed:
             row.prompt_left = len(row.prompt_ids) - (start.length if start else 0)
             self.prompt_tokens["model"] += row.prompt_left
@@ -220,7 +218,7 @@ class ContinuousBatcher:
         for index, (row, token_id) in enumerate(zip(self.rows, inputs)):
             if row.aborted:
                 continue
-            if not row.sampling:  # still feeding its prompt: this step's input is the next prompt token
+            if not row.prompt_read:  # still feeding its prompt: this step's input is the next prompt token
                 inputs[index] = row.prompt_ids[len(row.prompt_ids) - row.prompt_left]
                 row.prompt_left -= 1
                 if not row.prompt_left:
@@ -253,11 +251,11 @@ class ContinuousBatcher:
         rows that report them."""
         generated = torch.tensor([len(r.tracker.completion.token_ids) for r in rows], device=self.device)
         raw_logprobs = None
-        if any(r.logprobs is not None and r.sampling for r in rows):
+        if any(r.logprobs is not None and r.prompt_read for r in rows):
             raw_logprobs = batch.scores.logits.float().log_softmax(dim=-1).cpu()
         active = None
-        if any(not r.sampling for r in rows):
-            active = torch.tensor([r.sampling for r in rows], dtype=torch.bool, device=self.device)
+        if any(not r.prompt_read for r in rows):
+            active = torch.tensor([r.prompt_read for r in rows], dtype=torch.bool, device=self.device)
         return batch.choose(generated, active), raw_logprobs
 
     def _record(self, index: int, row: Row, token_id: int, raw_logprobs, tokens, now: float, emit) -> bool:
@@ -331,51 +329,5 @@ class ContinuousBatcher:
         self.rows, self.waiting, self.batch = [], deque(), None
 
 
-TREE_CHUNK_FACTOR = 8
 # Prompts up to this many tokens join a running batch through its decode steps (ContinuousBatcher._admit).
 STEP_PREFILL_MAX_TOKENS = 16
-
-
-def run_score_batch(models: dict, jobs: list[ScoreJob], limits: TokenLimits, max_batch_size: int, emit) -> list[int]:
-    """Score the sequences of several requests together: all sequences of a model sorted by
-    length (less padding) and run in chunks. Returns the batch sizes used."""
-    batch_sizes: list[int] = []
-    by_model: dict[str, list[tuple[ScoreJob, list]]] = {}
-    for job in jobs:
-        loaded = models[job.request.model_id]
-        try:
-            encoded = encode_score_input(loaded, job.request, limits)
-        except InvalidParameter as error:
-            emit(JobError(job.request_id, "invalid", str(error), error.param))
-            continue
-        by_model.setdefault(job.request.model_id, []).append((job, encoded))
-    for model_id, items in by_model.items():
-        loaded = models[model_id]
-        flat = [(job_index, item_index, item) for job_index, (_, encoded) in enumerate(items) for item_index, item in enumerate(encoded)]
-        # Sequences sharing prefixes (n-best lists) go together so each chunk scores them
-        # through one prefix tree; others by length, for the least padding.
-        sharing = shares_prefixes([entry[2].ids for entry in flat])
-        flat.sort(key=(lambda entry: entry[2].ids) if sharing else (lambda entry: len(entry[2].ids)))
-        # A tree runs only the distinct prefixes, and more lists in one tree make its per-depth
-        # batches fuller: 4 100-best lists in one tree score 1.2x faster than one at a time.
-        chunk_size = max_batch_size * TREE_CHUNK_FACTOR if sharing else max_batch_size
-        results: list[list[ScoredText | None]] = [[None] * len(encoded) for _, encoded in items]
-        for start in range(0, len(flat), chunk_size):
-            chunk = flat[start : start + chunk_size]
-            batch_sizes.append(len(chunk))
-            # Alternatives need every position's whole distribution (the flat pass, not the
-            # prefix tree), so the texts that ask for them are scored apart, with the most any asks.
-            asks = [bool(items[job_index][0].request.top_logprobs) for job_index, _, _ in chunk]
-            for wants_alternatives in (False, True):
-                part = [entry for entry, asked in zip(chunk, asks) if asked == wants_alternatives]
-                if not part:
-                    continue
-                requests = [items[job_index][0].request for job_index, _, _ in part]
-                scored = loaded.score_encoded([entry[2] for entry in part], [r.unknown_words for r in requests],
-                                              max(r.top_logprobs for r in requests))
-                for (job_index, item_index, _), request, result in zip(part, requests, scored):
-                    text = request.texts[item_index] if request.texts else None
-                    results[job_index][item_index] = to_scored_text(result, loaded.tokenizer, text, request.top_logprobs)
-        for (job, _), job_results in zip(items, results):
-            emit(JobResult(job.request_id, job_results))
-    return batch_sizes

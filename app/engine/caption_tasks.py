@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.engine.messages import CaptionJob, JobResult
+from app.engine.messages import JobResult, TaskJob
 from models.captioning.captioner import LoadedCaptioner
 from models.captioning.decoding import beam_search, sample_captions
 from models.sampling import BEAM
 
 
 @torch.inference_mode()
-def run_caption_batch(models: dict, jobs: list[CaptionJob], emit) -> list[int]:
+def run_caption_batch(models: dict, jobs: list[TaskJob], emit, config=None) -> list[int]:
     """Returns the encoder batch sizes used."""
     sizes = []
-    by_model: dict[str, list[CaptionJob]] = {}
+    by_model: dict[str, list[TaskJob]] = {}
     for job in jobs:
         by_model.setdefault(job.request.model_id, []).append(job)
     for model_id, model_jobs in by_model.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.engine.base import CaptionInput, ScoreInput
 from models.sampling import SamplingParams
 
 
@@ -21,19 +20,12 @@ class GenerateJob:
 
 
 @dataclass
-class ScoreJob:
+class TaskJob:
+    """A request for a batch task (`app.engine.tasks`): its name and its input."""
+
     request_id: str
-    request: ScoreInput
-
-    @property
-    def model_id(self) -> str:
-        return self.request.model_id
-
-
-@dataclass
-class CaptionJob:
-    request_id: str
-    request: CaptionInput
+    task: str
+    request: object  # the task's input type (ScoreInput, CaptionInput, ...), carrying model_id
 
     @property
     def model_id(self) -> str:

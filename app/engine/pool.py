@@ -25,7 +25,6 @@ from typing import AsyncIterator
 import torch
 
 from app.engine.base import (
-    CaptionInput,
     Choice,
     DuplicateRequestId,
     EngineError,
@@ -36,12 +35,9 @@ from app.engine.base import (
     GenerateInput,
     GenerateOutput,
     RequestAborted,
-    ScoredText,
-    ScoreInput,
 )
 from app.engine.messages import (
     Abort,
-    CaptionJob,
     ChoiceFinished,
     GenerateJob,
     JobError,
@@ -50,16 +46,30 @@ from app.engine.messages import (
     ModelsLoaded,
     PromptInfo,
     Ready,
-    ScoreJob,
     Shutdown,
     StepReport,
+    TaskJob,
     TokenEvent,
 )
+from app.engine.tasks import BATCH_TASKS
 from app.engine.worker import WorkerConfig, WorkerLoop, process_main
 from app.metrics import Metrics
 from models.sampling import InvalidParameter
 
 logger = logging.getLogger(__name__)
+
+
+# Separates an HTTP request's id from the numbers of the engine jobs it runs (`part_id`).
+PART_SEPARATOR = "/"
+
+
+def part_id(request_id: str, *part: int) -> str:
+    """The engine id of one of several jobs an HTTP request runs, numbered by `part` (one or
+    more indices, e.g. model and chunk): the request id itself for the first (all zeros),
+    `ID/1`, `ID/0.2`, ... for the others, so `abort(ID)` stops them all."""
+    if not any(part):
+        return request_id
+    return request_id + PART_SEPARATOR + ".".join(str(index) for index in part)
 
 
 class WorkerDied(Exception):
@@ -302,7 +312,7 @@ class WorkerPool:
                     unfinished -= 1
                     self.metrics.tokens_generated.labels(request.model_id).inc(len(event.tokens))
                     if event.first_token_s is not None and event.tokens:
-                        self.metrics.time_to_first_token.observe(event.first_token_s)
+                        self.metrics.time_to_first_token.observe(event.first_token_s, exemplar={"request_id": pending.request_id})
                     if event.per_token_s is not None:
                         self.metrics.inter_token.observe(event.per_token_s)
                 yield event
@@ -323,11 +333,12 @@ class WorkerPool:
                 choices[event.choice] = Choice(event.text, event.tokens, event.finish_reason)
         return GenerateOutput(choices=choices, prompt_tokens=prompt_tokens, token_events=token_logprobs)
 
-    async def score(self, request: ScoreInput, request_id: str | None = None) -> list[ScoredText]:
-        return await self._single_result(ScoreJob(request_id or f"score-{uuid.uuid4().hex}", request))
-
-    async def caption(self, request: CaptionInput, request_id: str | None = None) -> list[tuple[str, float, float, bool]]:
-        return await self._single_result(CaptionJob(request_id or f"caption-{uuid.uuid4().hex}", request))
+    async def submit(self, task: str, request, request_id: str | None = None):
+        """One request of a batch task (`app.engine.tasks.BATCH_TASKS`), answered with its result."""
+        known = BATCH_TASKS.get(task)
+        if known is None or not isinstance(request, known.input_type):
+            raise TypeError(f"no batch task {task!r} takes a {type(request).__name__}")
+        return await self._single_result(TaskJob(request_id or f"{task}-{uuid.uuid4().hex}", task, request))
 
     async def _single_result(self, job):
         deadline = time.monotonic() + self.timeout_s
@@ -342,12 +353,14 @@ class WorkerPool:
             self._release(pending)
 
     async def abort(self, request_id: str) -> bool:
-        request = self.requests.get(request_id)
-        if request is None:
-            return False
-        self._fail(request, RequestAborted(f"request {request_id!r} was aborted"))
-        self._release(request)  # the worker drops its rows and queued jobs at its next step
-        return True
+        """Stop a request: the engine jobs with this id, and its parts (`ID/1`, `ID/2`, ...: an
+        HTTP request that runs several jobs names them so). False when none is in flight."""
+        parts = [request for rid, request in self.requests.items()
+                 if rid == request_id or rid.startswith(request_id + PART_SEPARATOR)]
+        for request in parts:
+            self._fail(request, RequestAborted(f"request {request_id!r} was aborted"))
+            self._release(request)  # the worker drops its rows and queued jobs at its next step
+        return bool(parts)
 
     async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
         """Make every worker serve `paths` (a reload); returns the models some worker could not

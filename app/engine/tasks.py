@@ -1,8 +1,10 @@
-"""The worker's task table: for each job type, the task it belongs to and how its jobs are
-batched and run. Generation has its continuous batcher (one step at a time, rows joining and
-leaving); every other task is a dynamic batch: jobs wait until enough items are waiting or the
-oldest has waited long enough, then run together. Adding an endpoint is a route, a schema and
-one entry here (and, for a new kind of model, its entry in models.registry)."""
+"""The engine's tasks. A batch task is one object: its name, the capability of
+`models.registry` a model needs for it, the input type its requests carry, how many batch
+items a request adds, its default batching and its runner. Workers queue each task's jobs and
+run them together once enough items wait or the oldest has waited long enough; the pool
+submits them (`WorkerPool.submit(task, input, request_id)`). Adding an endpoint is a route, a
+schema and one task in BATCH_TASKS. Generation is the task with a continuous batcher
+(`app.engine.batcher`): rows join and leave between steps."""
 from __future__ import annotations
 
 import logging
@@ -10,58 +12,64 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from app.engine.batcher import run_score_batch
+from app.engine.base import BatchSettings, CaptionInput, ScoreInput
 from app.engine.caption_tasks import run_caption_batch
-from app.engine.messages import CaptionJob, GenerateJob, JobError, ScoreJob
-from app.settings import BatchSettings
-from models.registry import CAPTION, GENERATE, SCORE
+from app.engine.messages import JobError, TaskJob
+from app.engine.score_tasks import run_score_batch
+from models.registry import CAPTION, SCORE
 
 logger = logging.getLogger(__name__)
 
 # A batch runner: (models, jobs, emit, worker config) -> the batch sizes it ran.
-Runner = Callable[[dict, list, Callable, object], list[int]]
+Runner = Callable[[dict, list[TaskJob], Callable, "WorkerConfig"], list[int]]  # noqa: F821 - app.engine.worker
+
+
+def one_item(request) -> int:
+    return 1
 
 
 @dataclass(frozen=True)
-class DynamicTask:
-    name: str  # a task of models.registry: the model must be able to do it
-    job_type: type
-    items: Callable[[object], int]  # how many items a job adds to its batch
+class BatchTask:
+    name: str
+    input_type: type
     run: Runner
+    default_batching: BatchSettings
+    requires: str = ""  # the models.registry task a model must be able to do (default: `name`)
+    count_items: Callable[[object], int] = one_item  # how many batch items a request adds
+
+    @property
+    def capability(self) -> str:
+        return self.requires or self.name
 
 
-def _score_items(job: ScoreJob) -> int:
-    return len(job.request.texts or job.request.tokens or [])
+def _texts(request: ScoreInput) -> int:
+    return len(request.texts or request.tokens or [])
 
 
-DYNAMIC_TASKS: dict[type, DynamicTask] = {task.job_type: task for task in (
-    DynamicTask(SCORE, ScoreJob, _score_items,
-                lambda models, jobs, emit, config: run_score_batch(models, jobs, config.limits,
-                                                                   config.batching[SCORE].max_items, emit)),
-    DynamicTask(CAPTION, CaptionJob, lambda job: 1, lambda models, jobs, emit, config: run_caption_batch(models, jobs, emit)),
+BATCH_TASKS: dict[str, BatchTask] = {task.name: task for task in (
+    BatchTask(SCORE, ScoreInput, run_score_batch, BatchSettings(64, 0.005), count_items=_texts),
+    BatchTask(CAPTION, CaptionInput, run_caption_batch, BatchSettings(64, 0.005)),
 )}
-# The task of every job type the worker accepts.
-JOB_TASKS: dict[type, str] = {GenerateJob: GENERATE, **{job_type: task.name for job_type, task in DYNAMIC_TASKS.items()}}
 
 
 class DynamicBatch:
     """Jobs of one task waiting to run together."""
 
-    def __init__(self, task: DynamicTask, settings: BatchSettings) -> None:
+    def __init__(self, task: BatchTask, settings: BatchSettings) -> None:
         self.task, self.settings = task, settings
-        self.jobs: list = []
-        self.items = 0  # items the waiting jobs hold
+        self.jobs: list[TaskJob] = []
+        self.waiting_items = 0
         self.since: float | None = None
 
-    def add(self, job) -> None:
+    def add(self, job: TaskJob) -> None:
         if not self.jobs:
             self.since = time.monotonic()
         self.jobs.append(job)
-        self.items += self.task.items(job)
+        self.waiting_items += self.task.count_items(job.request)
 
     def abort(self, request_id: str) -> None:
         self.jobs = [job for job in self.jobs if job.request_id != request_id]
-        self.items = sum(self.task.items(job) for job in self.jobs)
+        self.waiting_items = sum(self.task.count_items(job.request) for job in self.jobs)
 
     def deadline(self) -> float | None:
         return None if not self.jobs else self.since + self.settings.max_wait_s
@@ -69,13 +77,13 @@ class DynamicBatch:
     def due(self) -> bool:
         if not self.jobs:
             return False
-        return self.items >= self.settings.max_items or time.monotonic() >= self.deadline()
+        return self.waiting_items >= self.settings.max_items or time.monotonic() >= self.deadline()
 
     def run(self, models: dict, emit, config) -> list[int]:
         """Run the waiting jobs together. When the batch raises, each job that has no answer yet
         runs alone, so a job that cannot run fails by itself and the others get the answers
         they would have had alone (results never depend on batch neighbours)."""
-        jobs, self.jobs, self.items = self.jobs, [], 0
+        jobs, self.jobs, self.waiting_items = self.jobs, [], 0
         answered: set[str] = set()
 
         def record(event) -> None:

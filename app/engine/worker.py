@@ -19,9 +19,9 @@ import torch
 
 from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
-from app.engine.messages import Abort, GenerateJob, JobError, LoadModels, ModelsLoaded, Ready, Shutdown, StepReport
-from app.engine.tasks import DYNAMIC_TASKS, JOB_TASKS, DynamicBatch
-from app.settings import BatchSettings
+from app.engine.base import BatchSettings
+from app.engine.messages import Abort, GenerateJob, JobError, LoadModels, ModelsLoaded, Ready, Shutdown, StepReport, TaskJob
+from app.engine.tasks import BATCH_TASKS, DynamicBatch
 from models.registry import GENERATE, can, load_model
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class WorkerConfig:
     model_paths: dict[str, Path]
     device: str
     max_batch_size: int  # live sequences per generation step
-    batching: dict[str, BatchSettings]  # per dynamic task (models.registry's task names)
+    batching: dict[str, BatchSettings]  # per batch task (app.engine.tasks.BATCH_TASKS)
     limits: TokenLimits
     threads: int | None = None
     prompt_cache_bytes: int = 0  # per model: states after prompts read (app.engine.prompt_cache)
@@ -67,7 +67,7 @@ class WorkerLoop:
         self.parent_pid = parent_pid
         self.models: dict = {}
         self.batchers: dict[str, ContinuousBatcher] = {}
-        self.batches = {task.job_type: DynamicBatch(task, config.batching[task.name]) for task in DYNAMIC_TASKS.values()}
+        self.batches = {name: DynamicBatch(task, config.batching.get(name, task.default_batching)) for name, task in BATCH_TASKS.items()}
         self.report = StepReport()
         self.last_flush = 0.0
         # Batchers of replaced model revisions: they finish their live sequences, then go.
@@ -96,7 +96,7 @@ class WorkerLoop:
         while True:
             if not self.receive() or (self.parent_pid is not None and os.getppid() != self.parent_pid):
                 return
-            self.work()
+            self.run_due_work()
             self.flush()
 
     def start(self) -> None:
@@ -136,20 +136,25 @@ class WorkerLoop:
             timeout = None
             if isinstance(message, Shutdown):
                 return False
-            self.handle(message)
+            self.dispatch(message)
 
-    def handle(self, message) -> None:
-        task = JOB_TASKS.get(type(message))
-        if task is not None:
-            model_id = message.model_id
-            loaded = self.models.get(model_id)
-            if loaded is None or not can(loaded.model_type, task):
-                self.emit(JobError(message.request_id, "failed", f"no model {model_id!r} that can {task} is loaded on this worker"))
-            elif isinstance(message, GenerateJob):
-                self.batchers[model_id].submit(message, self.emit)
+    def dispatch(self, message) -> None:
+        if isinstance(message, (GenerateJob, TaskJob)):
+            task = BATCH_TASKS.get(message.task) if isinstance(message, TaskJob) else None
+            capability = task.capability if task else GENERATE
+            loaded = self.models.get(message.model_id)
+            if isinstance(message, TaskJob) and task is None:
+                self.emit(JobError(message.request_id, "failed", f"this worker has no task {message.task!r}"))
+            elif loaded is None or not can(loaded.model_type, capability):
+                self.emit(JobError(message.request_id, "failed", f"no model {message.model_id!r} that can {capability} is loaded on this worker"))
+            elif task is None:
+                logger.info("request %s: generate with %s", message.request_id, message.model_id)
+                self.batchers[message.model_id].submit(message, self.emit)
             else:
-                self.batches[type(message)].add(message)
+                logger.info("request %s: %s with %s", message.request_id, task.name, message.model_id)
+                self.batches[task.name].add(message)
         elif isinstance(message, Abort):
+            logger.info("request %s: aborted", message.request_id)
             for batch in self.batches.values():
                 batch.abort(message.request_id)
             for batcher in (*self.batchers.values(), *self.retired):
@@ -160,7 +165,7 @@ class WorkerLoop:
     def reload(self, message: LoadModels) -> None:
         """Serve a new set of model directories. Queued score and caption jobs run first on the
         models they were sent to; live sequences of a replaced model finish on its old weights."""
-        self.work(flush_batches=True)
+        self.run_due_work(flush_batches=True)
         wanted = message.paths
         changed = {m: p for m, p in wanted.items() if m not in self.models or self.models[m].revision != message.revisions.get(m)}
         loaded, failures = load_models(changed, self.config.device)
@@ -175,7 +180,7 @@ class WorkerLoop:
                 self.batchers[model_id] = ContinuousBatcher(model, self.config.max_batch_size, self.config.limits, self.config.prompt_cache_bytes)
         self.emit(ModelsLoaded(message.request_id, self.config.worker_id, sorted(self.models), failures))
 
-    def work(self, flush_batches: bool = False) -> None:
+    def run_due_work(self, flush_batches: bool = False) -> None:
         self.use_threads(self.threads)  # score and caption batches get every thread
         for batch in self.batches.values():
             if flush_batches or batch.due():
@@ -197,11 +202,10 @@ class WorkerLoop:
 
     def set_step_threads(self) -> None:
         """One CPU thread for a generation step with few live rows and none waiting to join.
-        Measured on 2 cores, a step of 1-4 rows is as fast on one thread as on two, while the
-        second thread spins between the step's parallel regions and holds a whole core the HTTP
-        process and other work could use (bench.settings_ab: the server's cores at 1-4 clients
-        halve; tokens/s the same or higher). Joining rows may need a prefill, which every thread
-        speeds up."""
+        Such a step is as fast on one thread as on two, while the second thread spins between
+        the step's parallel regions and holds a whole core the HTTP process and other work could
+        use (docs/benchmarks/thread-settings.md). Joining rows may need a prefill, which every
+        thread speeds up."""
         batchers = (*self.batchers.values(), *self.retired)
         few = (self.config.single_thread_rows and self.config.device == "cpu" and not any(b.waiting for b in batchers)
                and sum(len(b.rows) for b in batchers) <= self.config.single_thread_rows)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import AsyncIterator
 
 from fastapi import APIRouter
 
 from app.cache import cache_key, cached_if
-from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
+from app.dependencies import CacheDep, EngineDep, RequestIdDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput, GenerateOutput, ScoredText, ScoreInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
+from app.engine.pool import part_id
 from app.errors import ApiError
 from app.limits import RequestLimits
 from app.openai_schemas import (
@@ -35,7 +35,7 @@ from app.openai_schemas import (
     CompletionUsage,
 )
 from app.sse import event_stream, open_stream, sse
-from models.registry import GENERATE
+from models.registry import GENERATE, SCORE
 
 router = APIRouter(tags=["openai"])
 
@@ -77,29 +77,33 @@ def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent
     response_model=CompletionResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}},
 )
-async def completions(body: CompletionRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
+async def completions(body: CompletionRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep,
+                      request_id: RequestIdDep):
     check_limits(body, settings)
     info = store.resolve(body.model, GENERATE)
     params = body.to_sampling_params()
     prompts = body.prompts()
-    response_id = f"cmpl-{uuid.uuid4().hex}"
+    response_id = request_id
     created = int(time.time())
     if body.stream:
         if len(prompts) > 1:
             raise ApiError(422, "stream supports a single prompt", "prompt")
-        first, stream = await open_stream(engine.generate_stream(GenerateInput(info.model_id, prompts[0], params)))
+        first, stream = await open_stream(engine.generate_stream(GenerateInput(info.model_id, prompts[0], params),
+                                                                  request_id=request_id))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return event_stream(first, stream, lambda events: render_stream(events, response_id, created, info.model_id, include_usage))
 
     async def compute() -> dict:
         want_logprobs = body.logprobs
-        generations = [engine.generate(GenerateInput(info.model_id, prompt, params), want_logprobs) for prompt in prompts]
+        generations = [engine.generate(GenerateInput(info.model_id, prompt, params), want_logprobs, request_id=part_id(request_id, index))
+                       for index, prompt in enumerate(prompts)]
         outputs: list[GenerateOutput] = list(await asyncio.gather(*generations))
         prompt_scores: list[ScoredText | None] = [None] * len(prompts)
         if body.echo and body.logprobs is not None:
             # The prompt's alternatives come from the pass that scores it.
-            prompt_scores = await engine.score(ScoreInput(info.model_id, texts=prompts, add_bos=True, add_eos=False,
-                                                          top_logprobs=body.logprobs))
+            prompt_scores = await engine.submit(SCORE, ScoreInput(info.model_id, texts=prompts, add_bos=True, add_eos=False,
+                                                          top_logprobs=body.logprobs),
+                                                  request_id=part_id(request_id, len(prompts)))
         choices = []
         for prompt_index, (prompt, output, prompt_score) in enumerate(zip(prompts, outputs, prompt_scores)):
             for choice_index, choice in enumerate(output.choices):

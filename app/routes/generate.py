@@ -1,13 +1,12 @@
 """POST /v1/generate (JSON, or Server-Sent Events with "stream": true)."""
 from __future__ import annotations
 
-import uuid
 from typing import AsyncIterator
 
 from fastapi import APIRouter
 
 from app.cache import cache_key, cached_if
-from app.dependencies import CacheDep, EngineDep, SettingsDep, StoreDep
+from app.dependencies import CacheDep, EngineDep, RequestIdDep, SettingsDep, StoreDep
 from app.engine.base import GenerateInput
 from app.engine.messages import ChoiceFinished, PromptInfo, TokenEvent
 from app.limits import RequestLimits
@@ -23,18 +22,19 @@ router = APIRouter(tags=["generate"])
     response_model=GenerateResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}},
 )
-async def generate(body: GenerateRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep):
+async def generate(body: GenerateRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep,
+                   request_id: RequestIdDep):
     RequestLimits.from_settings(settings).check_generation([body.prompt], body.max_tokens, body.n, body.stop_list())
     info = store.resolve(body.model, GENERATE)
     params = body.to_sampling_params()
     request = GenerateInput(info.model_id, body.prompt, params)
-    response_id = f"gen-{uuid.uuid4().hex}"
+    response_id = request_id
     if body.stream:
-        first, stream = await open_stream(engine.generate_stream(request))
+        first, stream = await open_stream(engine.generate_stream(request, request_id=request_id))
         return event_stream(first, stream, lambda events: render_generate_stream(events, response_id, info.model_id))
 
     async def compute() -> dict:
-        output = await engine.generate(request)
+        output = await engine.generate(request, request_id=request_id)
         choices = [GenerateChoice(index=i, text=c.text, tokens=c.tokens, finish_reason=c.finish_reason)
                    for i, c in enumerate(output.choices)]
         usage = Usage(prompt_tokens=output.prompt_tokens, completion_tokens=sum(len(c.tokens) for c in choices))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.dependencies import EngineDep, StoreDep
 from app.errors import error_response
@@ -29,4 +28,5 @@ async def readyz(store: StoreDep, engine: EngineDep):
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = request.app.state.metrics.render(request.headers.get("accept", ""))
+    return Response(body, media_type=content_type)

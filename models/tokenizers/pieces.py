@@ -13,7 +13,7 @@ from pathlib import Path
 import sentencepiece
 
 from models.tokenizers.base import Tokenizer, TokenizerConfig, split_lines
-from models.vocab import BOS, EOS, PAD, UNK
+from models.vocab import BOS, EOS, PAD, UNK, Vocabulary
 
 PIECE_MODEL_FILE = "tokenizer.model"
 WORD_START = "\u2581"  # "▁": a piece that begins a word (SentencePiece's space marker)
@@ -25,6 +25,9 @@ UNKNOWN_WORD = UNK
 
 class SentencePieceTokenizer(Tokenizer):
     level = "sentencepiece"
+    model_file_name = PIECE_MODEL_FILE
+    loss_unit = "nats per piece, one <eos> per line counted"
+    reports_word_perplexity = True
 
     def __init__(self, config: TokenizerConfig, directory: Path | None = None) -> None:
         super().__init__(config)
@@ -39,6 +42,9 @@ class SentencePieceTokenizer(Tokenizer):
     def pieces(self) -> list[str]:
         """Every piece in id order: the model's vocabulary."""
         return [self.processor.id_to_piece(index) for index in range(self.processor.get_piece_size())]
+
+    def corpus_vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.pieces)  # the piece model's ids are the vocabulary's
 
     def tokenize(self, text: str) -> list[str]:
         tokens: list[str] = []

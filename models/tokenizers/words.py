@@ -20,7 +20,7 @@ from pathlib import Path
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-from models.tokenizers.base import QUOTE, Tokenizer, split_lines
+from models.tokenizers.base import QUOTE, Tokenizer, TokenizerConfig, split_lines
 from models.vocab import EOS
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ def nltk_data_candidates() -> list[Path]:
     checkout (shared/data/nltk_data). Training, evaluation and serving all look here, so they
     split sentences alike."""
     candidates = [Path(os.environ[NLTK_DATA_VARIABLE])] if os.environ.get(NLTK_DATA_VARIABLE) else []
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "nltk_data")
+    checkout = Path(__file__).resolve().parents[2]
+    # What `python -m training.data fetch nltk_punkt` unpacks, then the data folder beside the checkout.
+    candidates += [checkout / "data" / "nltk_data", checkout.parent / "shared" / "data" / "nltk_data"]
     return candidates
 
 
@@ -126,8 +128,27 @@ def _to_ptb(tokens: list[str]) -> list[str]:
     return out
 
 
+class MissingSentenceSplitter(RuntimeError):
+    """A model trained with Punkt sentence splitting, loaded where Punkt's data is missing: it
+    would split request text unlike its training text."""
+
+
 class WordTokenizer(Tokenizer):
     level = "word"
+    spells_unknown_words = True
+    reads_tokenized_corpora = True
+
+    def __init__(self, config: TokenizerConfig, directory: Path | None = None) -> None:
+        super().__init__(config, directory)
+        if config.sentence_splitter == "punkt" and not _punkt_available():
+            raise MissingSentenceSplitter(
+                "this model was trained with NLTK's Punkt sentence splitter, whose data (punkt_tab) is not installed "
+                "here: run `python -m training.data fetch nltk_punkt` (or set RNNSERVE_NLTK_DATA to a directory holding "
+                "tokenizers/punkt_tab)")
+
+    @classmethod
+    def sentence_splitter_in_use(cls) -> str | None:
+        return "punkt" if _punkt_available() else "regex"
 
     def tokenize(self, text: str) -> list[str]:
         tokens: list[str] = []

@@ -162,3 +162,29 @@ def test_caption_limits_come_from_the_settings(make_client, all_models_dir):
     for field, value in (("beam_size", 5), ("max_tokens", 11)):
         response = post(client, data, strategy="beam", **{field: value})
         assert response.status_code == 422 and response.json()["error"]["param"] == field, response.text
+
+
+@pytest.mark.parametrize(
+    "fields, param",
+    [({"strategy": "top_k", "beam_size": 4}, "beam_size"), ({"strategy": "multinomial", "no_repeat_ngram_size": 2}, "no_repeat_ngram_size"),
+     ({"strategy": "beam", "temperature": 0.5}, "temperature"), ({"strategy": "beam", "top_k": 5}, "top_k"),
+     ({"strategy": "argmax", "top_k": 5}, "top_k"), ({"strategy": "argmax", "temperature": 0.5}, "temperature"),
+     ({"strategy": "multinomial", "temperature": 0, "n": 2}, "n")],
+)
+def test_a_parameter_the_strategy_does_not_use_is_refused(caption_client, fields, param):
+    response = post(caption_client, encoded(red_circle(), "PNG"), **fields)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == param and param in response.json()["error"]["message"]
+
+
+def test_a_caption_form_field_holding_a_lone_surrogate_is_refused(caption_client):
+    """Starlette decodes form fields in the charset the request declares; in `unicode_escape`
+    a field can carry a lone surrogate, which is refused like one in a JSON body."""
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nshapes\\ud800\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
+            ).encode() + encoded(red_circle(), "PNG") + f"\r\n--{boundary}--\r\n".encode()
+    response = caption_client.post("/v1/caption", content=body,
+                                   headers={"content-type": f"multipart/form-data; boundary={boundary}; charset=unicode_escape"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["param"] == "model" and "lone surrogate" in response.json()["error"]["message"]

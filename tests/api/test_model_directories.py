@@ -142,3 +142,18 @@ def test_a_model_that_cannot_do_the_task_is_named_with_what_can(make_client, tin
     response = client.post("/v1/generate", json={"model": tiny_ngram_path.name, "prompt": "the cat"})
     assert response.status_code == 422
     assert "cannot generate" in response.text
+
+
+def test_the_log_names_only_settings_that_exist(catalogue_log):
+    """An n-gram model is the default of its type (in /v1/models) but no setting chooses it;
+    the log names the real settings and no RNNSERVE_DEFAULT_NGRAM."""
+    from types import SimpleNamespace
+
+    from app.model_store import ModelStore
+
+    store = ModelStore(models={"kn3": SimpleNamespace(public_type="ngram"), "lstm": SimpleNamespace(public_type="language_model")})
+    store.choose_defaults({"language_model": None, "captioner": None})
+    assert store.defaults == {"ngram": "kn3", "language_model": "lstm"}
+    assert "default n-gram model: kn3 (the first n-gram model by id; no setting chooses it)" in catalogue_log.text
+    assert "default language model: lstm (the first language model by id (RNNSERVE_DEFAULT_LANGUAGE_MODEL is not set))" in catalogue_log.text
+    assert "RNNSERVE_DEFAULT_NGRAM" not in catalogue_log.text

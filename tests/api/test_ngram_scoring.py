@@ -49,6 +49,7 @@ def test_ngram_cannot_generate(lm_and_ngram):
     response = lm_and_ngram.post("/v1/generate", json={"model": "tiny-kn3", "prompt": "the cat"})
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "model"
+    assert response.json()["error"]["message"] == "model 'tiny-kn3' is an n-gram model, which cannot generate; name a language model"
 
 
 def test_evaluate_lm_gives_training_s_numbers_for_an_ngram(tiny_ngram_path, tiny_corpus):

@@ -71,8 +71,8 @@ def test_language_model_only_and_context(client):
 
 
 @pytest.mark.parametrize("body, status, param", [
-    ({"utterances": [N_BEST] * 5}, 413, "utterances"),
-    ({"utterances": [{"id": "x", "hypotheses": [{"text": "a"}] * 6}]}, 413, "utterances.0.hypotheses"),
+    ({"utterances": [N_BEST] * 5}, 422, "utterances"),
+    ({"utterances": [{"id": "x", "hypotheses": [{"text": "a"}] * 6}]}, 422, "utterances.0.hypotheses"),
     ({"utterances": [{"id": "x", "hypotheses": [{"text": "a", "acoustic_score": -1}, {"text": "b"}]}]}, 422, "utterances.0.hypotheses"),
     ({"models": [{"model": "nope"}], "utterances": [N_BEST]}, 404, "models.0.model"),
     ({"models": [{"model": "tiny-kn3"}, {"model": "tiny-kn3"}], "utterances": [N_BEST]}, 422, "models"),

@@ -6,12 +6,13 @@ from app.engine.lm_tasks import TokenLimits
 from app.engine.pool import WorkerPool
 from app.engine.worker import WorkerConfig
 from app.metrics import Metrics
+from app.engine.tasks import BATCH_TASKS
 from app.settings import Settings
 
 
 def test_crash_looping_worker_is_restarted_with_backoff(tmp_path):
     # A negative thread count makes torch raise as the worker starts: it dies every time.
-    config = WorkerConfig(0, {}, "cpu", 4, Settings().batching(), TokenLimits(10, 10), threads=-5)
+    config = WorkerConfig(0, {}, "cpu", 4, Settings().batching(BATCH_TASKS), TokenLimits(10, 10), threads=-5)
 
     async def scenario() -> tuple[int, list[float]]:
         pool = WorkerPool([config], "process", 8, 5.0, Metrics())
@@ -59,7 +60,7 @@ def test_a_caller_names_its_requests_and_can_abort_them(tiny_models_dir):
             first = await anext(stream)  # the prompt was taken: the request is in flight
             assert first.request_id == "mine"
             with pytest.raises(DuplicateRequestId):
-                await pool.score(ScoreInput("tiny-word-lstm", texts=["a"]), request_id="mine")
+                await pool.submit("score", ScoreInput("tiny-word-lstm", texts=["a"]), request_id="mine")
             assert await pool.abort("mine") is True
             with pytest.raises(RequestAborted):
                 async for _ in stream:

@@ -10,8 +10,8 @@ import pytest
 from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
 from app.engine.base import ScoreInput
-from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, ScoreJob, Shutdown
-from app.engine.tasks import DYNAMIC_TASKS, DynamicBatch
+from app.engine.messages import ChoiceFinished, GenerateJob, JobError, JobResult, TaskJob, Shutdown
+from app.engine.tasks import BATCH_TASKS, DynamicBatch
 from app.engine.worker import WorkerConfig, WorkerLoop
 from app.settings import Settings
 from models.checkpoint import load_language_model
@@ -130,18 +130,18 @@ def test_a_fault_while_joining_fails_only_its_request(loaded, monkeypatch, caplo
     assert_only_the_poisoned_request_failed(loaded, events, caplog)
 
 
-def score_job(loaded, request_id: str, texts: list[str]) -> ScoreJob:
-    return ScoreJob(request_id, ScoreInput(loaded.model_id, texts=texts))
+def score_job(loaded, request_id: str, texts: list[str]) -> TaskJob:
+    return TaskJob(request_id, "score", ScoreInput(loaded.model_id, texts=texts))
 
 
 def test_a_fault_in_a_score_batch_fails_only_its_request(loaded, monkeypatch, caplog):
     models = {loaded.model_id: loaded}
-    config = WorkerConfig(0, {}, "cpu", 64, Settings().batching(), LIMITS)
+    config = WorkerConfig(0, {}, "cpu", 64, Settings().batching(BATCH_TASKS), LIMITS)
     texts = {"a": ["the cat sat on the mat ."], "b": ["poison ."], "c": ["a bird ran to the river .", "the dog ."]}
 
     def run(patched: bool) -> list:
         events: list = []
-        batch = DynamicBatch(DYNAMIC_TASKS[ScoreJob], config.batching["score"])
+        batch = DynamicBatch(BATCH_TASKS["score"], config.batching["score"])
         for request_id, request_texts in texts.items():
             batch.add(score_job(loaded, request_id, request_texts))
         batch.run(models, events.append, config)
@@ -166,7 +166,7 @@ def test_the_worker_loop_survives_a_step_that_fails_outside_any_row(loaded, tiny
     """The last resort: a step raising where no row can be blamed fails the requests it held,
     and the worker goes on to answer the next request."""
     inbox, outbox = queue.Queue(), queue.Queue()
-    config = WorkerConfig(0, {loaded.model_id: tiny_model_path}, "cpu", 64, Settings().batching(), LIMITS)
+    config = WorkerConfig(0, {loaded.model_id: tiny_model_path}, "cpu", 64, Settings().batching(BATCH_TASKS), LIMITS)
     loop = WorkerLoop(config, inbox, outbox)
     loop.start()
     broken = {"on": True}
@@ -183,12 +183,12 @@ def test_the_worker_loop_survives_a_step_that_fails_outside_any_row(loaded, tiny
     inbox.put(GenerateJob("second", loaded.model_id, "the dog", [SamplingParams(strategy="argmax", max_tokens=5)]))
     for _ in range(3):
         loop.receive()
-        loop.work()
+        loop.run_due_work()
         loop.flush()
     inbox.put(GenerateJob("after", loaded.model_id, "the cat", [SamplingParams(strategy="argmax", max_tokens=5)]))
     for _ in range(20):
         loop.receive()
-        loop.work()
+        loop.run_due_work()
         loop.flush()
     inbox.put(Shutdown())
     events = []

@@ -8,8 +8,8 @@ import torch
 from app.engine.base import ScoreInput
 from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
-from app.engine.messages import GenerateJob, ScoreJob
-from app.engine.tasks import DynamicBatch
+from app.engine.messages import GenerateJob, TaskJob
+from app.engine.tasks import BATCH_TASKS, DynamicBatch
 from app.engine.worker import WorkerConfig, WorkerLoop
 from app.settings import Settings
 from models.sampling import SamplingParams
@@ -39,7 +39,7 @@ def steps(monkeypatch) -> list[tuple[int, int, int]]:
 
 
 def started_worker(tiny_models_dir, single_thread_rows: int) -> WorkerLoop:
-    config = WorkerConfig(0, {MODEL: tiny_models_dir / MODEL}, "cpu", 16, Settings().batching(), TokenLimits(100, 100),
+    config = WorkerConfig(0, {MODEL: tiny_models_dir / MODEL}, "cpu", 16, Settings().batching(BATCH_TASKS), TokenLimits(100, 100),
                           threads=2, single_thread_rows=single_thread_rows)
     worker = WorkerLoop(config, queue.Queue(), queue.Queue())
     worker.start()
@@ -52,20 +52,20 @@ def generate_job(request_id: str, choices: int, tokens: int) -> GenerateJob:
 
 def test_few_live_rows_step_on_one_thread_and_joining_rows_on_all(tiny_models_dir, steps):
     worker = started_worker(tiny_models_dir, single_thread_rows=2)
-    worker.handle(generate_job("a", choices=2, tokens=6))
-    worker.work()  # two rows join: their prompt is prefilled on every thread
-    worker.work()  # two live rows: one thread
-    worker.handle(generate_job("b", choices=1, tokens=6))
-    worker.work()  # a row joins
-    worker.work()  # three live rows, more than 2: every thread
+    worker.dispatch(generate_job("a", choices=2, tokens=6))
+    worker.run_due_work()  # two rows join: their prompt is prefilled on every thread
+    worker.run_due_work()  # two live rows: one thread
+    worker.dispatch(generate_job("b", choices=1, tokens=6))
+    worker.run_due_work()  # a row joins
+    worker.run_due_work()  # three live rows, more than 2: every thread
     assert steps == [(0, 2, 2), (2, 0, 1), (2, 1, 2), (3, 0, 2)]
 
 
 def test_the_rule_is_off_at_zero(tiny_models_dir, steps):
     worker = started_worker(tiny_models_dir, single_thread_rows=0)
-    worker.handle(generate_job("a", choices=1, tokens=4))
+    worker.dispatch(generate_job("a", choices=1, tokens=4))
     for _ in range(3):
-        worker.work()
+        worker.run_due_work()
     assert [threads for _, _, threads in steps] == [2, 2, 2]
 
 
@@ -79,12 +79,12 @@ def test_a_score_batch_after_a_one_thread_step_gets_every_thread(tiny_models_dir
 
     monkeypatch.setattr(DynamicBatch, "run", recording)
     worker = started_worker(tiny_models_dir, single_thread_rows=4)
-    worker.handle(generate_job("a", choices=1, tokens=8))
-    worker.work()
-    worker.work()
+    worker.dispatch(generate_job("a", choices=1, tokens=8))
+    worker.run_due_work()
+    worker.run_due_work()
     assert steps[-1] == (1, 0, 1)
-    worker.handle(ScoreJob("s", ScoreInput(MODEL, texts=["the cat sat"])))
-    worker.work(flush_batches=True)
+    worker.dispatch(TaskJob("s", "score", ScoreInput(MODEL, texts=["the cat sat"])))
+    worker.run_due_work(flush_batches=True)
     assert batch_threads and set(batch_threads) == {2}
 
 
