@@ -6,7 +6,7 @@ def test_every_strategy_generates(client, strategy):
     response = client.post("/v1/generate", json={"prompt": "the cat", "max_tokens": 8, "strategy": strategy, "seed": 1})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == "tiny-word-lstm" and body["id"].startswith("gen-")
+    assert body["model"] == "tiny-word-lstm" and body["id"] == response.headers["x-request-id"]
     choice = body["choices"][0]
     assert choice["finish_reason"] in ("stop", "length")
     assert 0 < len(choice["tokens"]) <= 8 or choice["finish_reason"] == "stop"

