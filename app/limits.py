@@ -1,12 +1,20 @@
 """Every size a request controls, in one place: built from Settings, checked by the routes
 before any work (422 naming the field; 413 is for bytes and pixels, before anything is read).
+Token counts, which only the worker knows once it has tokenized, are checked there through the
+same object's `token_limits()`; the fixed bounds below are what the schemas declare.
 What a sampling parameter may be (temperature, top_p, seeds) is `models.sampling`'s, the
 schemas reuse its bounds; which parameters go together is the request models' own check."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.engine.lm_tasks import TokenLimits
 from app.errors import ApiError
+
+# Fixed by the protocols, not settings: OpenAI's completions return at most 5 alternatives per
+# token, and blocking repeated n-grams longer than 8 words in a caption blocks nothing real.
+MAX_LOGPROBS = 5
+MAX_NO_REPEAT_NGRAM = 8
 
 
 @dataclass(frozen=True)
@@ -21,12 +29,19 @@ class RequestLimits:
     max_rescore_utterances: int
     max_rescore_hypotheses: int
     max_rescore_hypotheses_total: int
+    max_prompt_tokens: int = 4_096
+    max_score_tokens: int = 4_096
 
     @classmethod
     def from_settings(cls, settings) -> "RequestLimits":
         return cls(settings.max_prompt_chars, settings.max_new_tokens, settings.max_n, settings.max_stop_sequences,
                    settings.max_caption_tokens, settings.max_beam_size, settings.max_score_texts,
-                   settings.max_rescore_utterances, settings.max_rescore_hypotheses, settings.max_rescore_hypotheses_total)
+                   settings.max_rescore_utterances, settings.max_rescore_hypotheses, settings.max_rescore_hypotheses_total,
+                   settings.max_prompt_tokens, settings.max_score_tokens)
+
+    def token_limits(self) -> TokenLimits:
+        """The limits the worker checks after tokenizing (prompt and scored-text tokens)."""
+        return TokenLimits(self.max_prompt_tokens, self.max_score_tokens)
 
     def check_length(self, characters: int, param: str, what: str = "prompt") -> None:
         """Any text a request sends to a model (a prompt, a text to score, a hypothesis)."""

@@ -20,11 +20,11 @@ from app.body_limit import BodySizeLimitMiddleware
 from app.cache import InProcessLRU, RedisCache, ResultCache
 from app.disconnect import CancelOnDisconnectMiddleware
 from app.engine.base import Engine
-from app.engine.lm_tasks import TokenLimits
 from app.engine.pool import WorkerPool, plan_devices
 from app.engine.tasks import BATCH_TASKS
 from app.engine.worker import SMALL_STEP_ROWS, WorkerConfig
 from app.errors import install_error_handlers
+from app.limits import RequestLimits
 from app.metrics import Metrics
 from app.model_store import ModelStore, default_preferences, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
@@ -54,7 +54,7 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
         # the second would only spin (docs/benchmarks/thread-settings.md). With more threads a
         # one-row step may be faster spread over all of them: there the rule is the operator's choice.
         single_thread_rows = SMALL_STEP_ROWS if threads is not None and threads <= 2 else 0
-    limits = TokenLimits(settings.max_prompt_tokens, settings.max_score_tokens)
+    limits = RequestLimits.from_settings(settings).token_limits()
     configs = [
         WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(BATCH_TASKS), limits, threads,
                      prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=single_thread_rows)

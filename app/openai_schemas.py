@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from app.limits import MAX_LOGPROBS
 from app.schemas import RequestModel, Text, check_greedy, examples, is_set, refuse
 from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, SamplingParams, choice_params
 
@@ -32,7 +33,7 @@ class CompletionRequest(RequestModel):
     stream_options: StreamOptions | None = Field(None, description="with stream: include_usage adds a last chunk with the usage")
     stop: Text | list[Text] | None = None
     seed: StrictInt | None = Field(None, ge=0, lt=SEED_LIMIT)
-    logprobs: StrictInt | None = Field(None, ge=0, le=5, description="also return log-probabilities and this many alternatives")
+    logprobs: StrictInt | None = Field(None, ge=0, le=MAX_LOGPROBS, description="also return log-probabilities and this many alternatives")
     echo: StrictBool | None = Field(False, description="prepend the prompt (with its logprobs when logprobs is set)")
     # Accepted for compatibility; only their neutral values are supported.
     best_of: StrictInt | None = Field(None, ge=1, le=1)

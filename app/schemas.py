@@ -13,6 +13,7 @@ from fastapi import UploadFile
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.limits import MAX_NO_REPEAT_NGRAM
 from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, InvalidParameter, SamplingParams, choice_params
 
 
@@ -245,7 +246,7 @@ class CaptionRequest(RequestModel):
     seed: int | None = Field(None, ge=0, lt=SEED_LIMIT, description="makes sampling reproducible (and cacheable)")
     temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE, description="top_k, multinomial: divides the logits; 0 means argmax")
     top_k: int | None = Field(None, ge=1, description="top_k: candidates kept (default 40); multinomial: keeps only these")
-    no_repeat_ngram_size: int = Field(3, ge=0, le=8, description="beam: no caption repeats an n-gram this long (0: off)")
+    no_repeat_ngram_size: int = Field(3, ge=0, le=MAX_NO_REPEAT_NGRAM, description="beam: no caption repeats an n-gram this long (0: off)")
 
     @model_validator(mode="after")
     def parameters_apply(self) -> "CaptionRequest":

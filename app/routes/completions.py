@@ -40,10 +40,6 @@ from models.registry import GENERATE, SCORE
 router = APIRouter(tags=["openai"])
 
 
-def check_limits(body: CompletionRequest, settings) -> None:
-    RequestLimits.from_settings(settings).check_generation(body.prompts(), body.max_tokens or 0, body.n or 1, body.stop_list())
-
-
 def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent], prompt_score: ScoredText | None,
                  body: CompletionRequest) -> CompletionChoice:
     text = (prompt if body.echo else "") + output_choice.text
@@ -79,7 +75,7 @@ def build_choice(index: int, prompt: str, output_choice, events: list[TokenEvent
 )
 async def completions(body: CompletionRequest, settings: SettingsDep, store: StoreDep, engine: EngineDep, cache: CacheDep,
                       request_id: RequestIdDep):
-    check_limits(body, settings)
+    RequestLimits.from_settings(settings).check_generation(body.prompts(), body.max_tokens or 0, body.n or 1, body.stop_list())
     info = store.resolve(body.model, GENERATE)
     params = body.to_sampling_params()
     prompts = body.prompts()
