@@ -135,3 +135,16 @@ def check_export_target(directory: Path, force: bool, run_dir: Path | None = Non
         if owner == str(run_dir.resolve()):
             return
     raise UsageError(f"{directory} already holds a model; choose another export directory, or pass --force to replace it")
+
+
+def add_export_options(group, default_dir: str, improvement: str) -> None:
+    """The options every trainer shares about its export: where the best model goes when training
+    ends, whether it is replaced after every improving epoch, and whether an existing model may be
+    replaced. `default_dir` names the run directory's export, `improvement` what improves."""
+    group.add_argument("--export-dir", type=Path, default=None,
+                       help=f"where the best model goes when training ends (default: {default_dir}, where every "
+                            "improving epoch is exported meanwhile)")
+    group.add_argument("--export-every-improvement", action="store_true",
+                       help=f"replace the --export-dir model after every epoch that improves {improvement}, not only at the "
+                            "end (a server that reloads meanwhile serves that epoch's weights)")
+    group.add_argument("--force", action="store_true", help="replace a model already in the export directory")

@@ -37,7 +37,7 @@ from models.cells import CELLS
 from models.vocab import Vocabulary
 from training.caption_data import CaptionedImage, build_vocab, caption_tokens, encode_captions, read_coco, read_flickr8k
 from training.caption_metrics import caption_scores
-from training.cli import check_export_target, parser_for, run_cli
+from training.cli import add_export_options, check_export_target, parser_for, run_cli
 from training.run_setup import prepare_run
 
 logger = logging.getLogger("training.train_captioner")
@@ -80,13 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--run-dir", type=Path, required=True,
                    help="where checkpoints, cached features, metrics and the log go; running again resumes from it")
-    r.add_argument("--export-dir", type=Path, default=None,
-                   help="where the best model goes when training ends (default: RUN_DIR/export/captioner, where every "
-                        "improving epoch is exported meanwhile)")
-    r.add_argument("--export-every-improvement", action="store_true",
-                   help="replace the --export-dir model after every epoch that improves dev CIDEr, not only at the end "
-                        "(a server that reloads meanwhile serves that epoch's weights)")
-    r.add_argument("--force", action="store_true", help="replace a model already in the export directory")
+    add_export_options(r, "RUN_DIR/export/captioner", "dev CIDEr")
     r.add_argument("--eval-beam-size", type=int, default=3, help="beam width of the captions scored after each epoch")
     r.add_argument("--eval-images", type=int, default=None,
                    help="score only the first N dev images each epoch (default: every dev image)")

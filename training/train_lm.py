@@ -37,7 +37,7 @@ from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameter
 from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, stream_loss, windows
 from models.tokenizers import LEVELS, Tokenizer, make_tokenizer
 from models.vocab import Vocabulary
-from training.cli import check_export_target, parser_for, run_cli
+from training.cli import add_export_options, check_export_target, parser_for, run_cli
 from training.corpus import (
     Corpus,
     CorpusFiles,
@@ -133,14 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", type=Path, required=True,
                      help="where checkpoints, metrics, curves and the log go; running again resumes from it")
-    run.add_argument("--export-dir", type=Path, default=None,
-                     help="where the best model goes when training ends (default: RUN_DIR/export/MODEL_ID, where every "
-                          "improving epoch is exported meanwhile)")
-    run.add_argument("--export-every-improvement", action="store_true",
-                     help="replace the --export-dir model after every epoch that improves validation, not only at the end "
-                          "(a server that reloads meanwhile serves that epoch's weights)")
+    add_export_options(run, "RUN_DIR/export/MODEL_ID", "validation")
     run.add_argument("--model-id", default=None, help="the id the service lists the model under (default: the export directory's name)")
-    run.add_argument("--force", action="store_true", help="replace a model already in the export directory")
     run.add_argument("--spelling-order", type=int, default=DEFAULT_ORDER,
                      help="order of the character n-gram that spells unknown words (word models; 0: none)")
     run.add_argument("--example-prompt", default=None,

@@ -17,11 +17,13 @@ from training.cli import HelpFormatter, parser_for
 
 
 def cli_modules() -> list[str]:
-    """Every training/ and bench/ module that defines command-line options."""
+    """Every training/ and bench/ command (a module run with -m) that defines options; the
+    options shared by several commands are checked through the commands that add them."""
     modules = []
     for package in ("training", "bench"):
         for path in sorted((REPOSITORY_ROOT / package).glob("*.py")):
-            if "add_argument(" in path.read_text(encoding="utf-8"):
+            text = path.read_text(encoding="utf-8")
+            if "add_argument(" in text and 'if __name__ == "__main__"' in text:
                 modules.append(f"{package}.{path.stem}")
     return modules
 
