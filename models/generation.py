@@ -3,8 +3,8 @@
 `prefill` runs prompts of different lengths in one packed call; `decode_step` advances every
 live row by one token. A `GenerationBatch` holds the live rows (state, next-token scores,
 sampler: rows are the batch dimension of each) with `filter` and `concatenate` for rows that
-leave and join; the simple `generate` loop below drives it, and so does the serving engine's
-continuous batcher, with rows joining and leaving between steps.
+leave and join. Every step goes through `models.decode_loop`: the `generate` loop below, and the
+serving engine's continuous batcher, with rows joining and leaving between steps.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.decode_loop import step_rows
 from models.next_token import NextTokenScores
 from models.rnn_lm import RNNLanguageModel, State
 from models.sampling import BatchSampler, SamplingParams
@@ -83,6 +84,14 @@ class GenerationBatch:
 
     def __len__(self) -> int:
         return self.scores.hidden.size(0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.scores.hidden.device
+
+    def logprobs(self) -> torch.Tensor:
+        """Every row's next-token log-probabilities (B, V): the whole output layer."""
+        return self.scores.logits.float().log_softmax(dim=-1)
 
     def choose(self, generated: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """One token per row from its next-token scores (rows not `active` choose nothing)."""
@@ -159,6 +168,11 @@ class CompletionTracker:
     @property
     def finished(self) -> bool:
         return self.completion.finish_reason is not None
+
+    def take(self, token_id: int) -> int | None:
+        """Record a token; returns it as the row's next input, or None when it finished the row."""
+        self.add(token_id)
+        return None if self.finished else token_id
 
     def add(self, token_id: int) -> str:
         """Record a token; returns the text it adds (empty when text is not tracked). A stop
@@ -268,19 +282,9 @@ def generate(
         return [t.completion for t in trackers]
     device = model.embedding.weight.device
     sampler = BatchSampler([params[r] for r in live], len(vocab), vocab.unk_id, vocab.eos_id, device)
-    batch = GenerationBatch.prefilled(model, [prompts[r] for r in live], sampler)
-    while live:
-        generated = torch.tensor([len(trackers[r].completion.token_ids) for r in live], device=device)
-        chosen = batch.choose(generated).tolist()
-        keep: list[int] = []
-        for index, row in enumerate(live):
-            trackers[row].add(chosen[index])
-            if not trackers[row].finished:
-                keep.append(index)
-        if not keep:
-            break
-        if len(keep) < len(live):
-            batch = batch.filter(keep)
-            live = [live[i] for i in keep]
-        batch.advance(torch.tensor([chosen[i] for i in keep], device=device))
+    batch: GenerationBatch | None = GenerationBatch.prefilled(model, [prompts[r] for r in live], sampler)
+    while batch is not None:
+        batch, keep = step_rows(batch, [len(trackers[row].completion.token_ids) for row in live],
+                                lambda index, token, _: trackers[live[index]].take(token))
+        live = [live[index] for index in keep]
     return [t.completion for t in trackers]

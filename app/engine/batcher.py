@@ -18,6 +18,7 @@ from app.engine.lm_tasks import TokenLimits, encode_prompt
 from app.engine.messages import ChoiceFinished, GenerateJob, JobError, PromptInfo, TokenEvent
 from app.engine.prompt_cache import CachedState, PromptStateCache
 from models.checkpoint import LoadedLanguageModel
+from models.decode_loop import choose_tokens, settle_rows
 from models.generation import CompletionTracker, GenerationBatch, prefill
 from models.sampling import STRATEGIES, BatchSampler, InvalidParameter
 
@@ -198,44 +199,41 @@ class ContinuousBatcher:
         self.rows.extend(rows)
 
     def step(self, emit) -> int:
-        """Admit waiting rows, choose one token for every live row, drop finished rows and
-        advance the rest. Returns the batch size of this step (0 when idle). An exception in
-        one row (choosing, detokenizing, advancing) fails that row's request alone; the other
-        rows carry on with the tokens they would have had alone."""
+        """Admit waiting rows, then one decode step (`models.decode_loop`) for every live row:
+        rows still reading a prompt through the steps take their next prompt token, the others
+        a sampled one, reported through `emit`. Returns the batch size of this step (0 when
+        idle). An exception in one row (choosing, detokenizing, advancing) fails that row's
+        request alone; the other rows carry on with the tokens they would have had alone."""
         self._admit(emit)
         if not self.rows:
             return 0
         batch_size = len(self.rows)
-        choice = self._isolated(self._choose, emit)
+        choice = self._isolated(lambda batch, rows: choose_tokens(
+            batch, [len(r.tracker.completion.token_ids) for r in rows], [r.prompt_read for r in rows],
+            with_logprobs=any(r.logprobs is not None and r.prompt_read for r in rows)), emit)
         if choice is None:
             return batch_size
-        chosen, raw_logprobs = choice
-        tokens = self.loaded.vocab.tokens
-        keep: list[int] = []
+        chosen, logprobs = choice
         read: list[Row] = []  # rows whose prompts this step finishes reading
         now = time.monotonic()
-        inputs = chosen.tolist()
-        for index, (row, token_id) in enumerate(zip(self.rows, inputs)):
+
+        def take(index: int, token_id: int, row_logprobs: torch.Tensor | None) -> int | None:
+            row = self.rows[index]
             if row.aborted:
-                continue
-            if not row.prompt_read:  # still feeding its prompt: this step's input is the next prompt token
-                inputs[index] = row.prompt_ids[len(row.prompt_ids) - row.prompt_left]
+                return None
+            if not row.prompt_read:  # this step's input is its next prompt token
                 row.prompt_left -= 1
                 if not row.prompt_left:
                     read.append(row)
-                keep.append(index)
-                continue
-            try:
-                finished = self._record(index, row, token_id, raw_logprobs, tokens, now, emit)
-            except Exception as error:  # noqa: BLE001 - this row's request fails, the batch goes on
-                self.fail_request(row.request_id, error, emit)
-                continue
-            if not finished:
-                keep.append(index)
-        keep = [index for index in keep if not self.rows[index].aborted]  # rows of a request failed above
-        next_inputs = {id(self.rows[index]): inputs[index] for index in keep}
-        if len(keep) < len(self.rows):
-            self._keep(keep)
+                return row.prompt_ids[len(row.prompt_ids) - row.prompt_left - 1]
+            return None if self._record(index, row, token_id, row_logprobs, now, emit) else token_id
+
+        keep, inputs = settle_rows(chosen, logprobs, take,
+                                   on_error=lambda index, error: self.fail_request(self.rows[index].request_id, error, emit))
+        # A request failed above may have rows that were kept before it failed.
+        next_inputs = {id(self.rows[index]): token for index, token in zip(keep, inputs) if not self.rows[index].aborted}
+        if len(next_inputs) < len(self.rows):
+            self._keep([index for index, row in enumerate(self.rows) if id(row) in next_inputs])
             if not self.rows:
                 return batch_size
         self._isolated(lambda batch, rows: batch.advance(torch.tensor([next_inputs[id(r)] for r in rows], device=self.device)), emit)
@@ -246,20 +244,9 @@ class ContinuousBatcher:
                     self.prompt_cache.put(row.prompt_ids, *self.batch.row_state(position[id(row)]))
         return batch_size
 
-    def _choose(self, batch: GenerationBatch, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One token for each of `rows` (the rows of `batch`), and the log-probabilities of the
-        rows that report them."""
-        generated = torch.tensor([len(r.tracker.completion.token_ids) for r in rows], device=self.device)
-        raw_logprobs = None
-        if any(r.logprobs is not None and r.prompt_read for r in rows):
-            raw_logprobs = batch.scores.logits.float().log_softmax(dim=-1).cpu()
-        active = None
-        if any(not r.prompt_read for r in rows):
-            active = torch.tensor([r.prompt_read for r in rows], dtype=torch.bool, device=self.device)
-        return batch.choose(generated, active), raw_logprobs
-
-    def _record(self, index: int, row: Row, token_id: int, raw_logprobs, tokens, now: float, emit) -> bool:
+    def _record(self, index: int, row: Row, token_id: int, logprobs: torch.Tensor | None, now: float, emit) -> bool:
         """Add a sampled token to its row and emit what it produced; True when the row finished."""
+        tokens = self.loaded.vocab.tokens
         completion = row.tracker.completion
         count_before = len(completion.token_ids)
         delta = row.tracker.add(token_id)
@@ -267,10 +254,10 @@ class ContinuousBatcher:
             row.first_token_at = now
         if row.reports_tokens and len(completion.token_ids) > count_before:
             logprob, top = None, None
-            if raw_logprobs is not None and row.logprobs is not None:
-                logprob = float(raw_logprobs[index, token_id])
+            if logprobs is not None and row.logprobs is not None:
+                logprob = float(logprobs[token_id])
                 if row.logprobs > 0:
-                    values, ids = raw_logprobs[index].topk(row.logprobs)
+                    values, ids = logprobs.topk(row.logprobs)
                     top = {tokens[i]: round(float(v), 6) for v, i in zip(values.tolist(), ids.tolist())}
             emit(TokenEvent(row.request_id, row.choice, tokens[token_id], delta, logprob, top, row.tracker.last_offset))
         if not row.tracker.finished:

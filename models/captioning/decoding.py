@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from models.captioning.decoder import CaptionDecoder
+from models.captioning.decoder import CaptionDecoder, DecoderState
+from models.decode_loop import step_rows
 from models.sampling import BatchSampler, SamplingParams
 
 # Beam search ranks captions by logprob / length ** LENGTH_ALPHA (length counts the end token
@@ -117,34 +118,68 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, bos_id: int, eo
     return results
 
 
+@dataclass
+class CaptionBatch:
+    """Live rows of caption sampling: the decoder's state and next-token logits and the
+    sampler, row i of each belonging to the same image (the `models.decode_loop` batch)."""
+
+    decoder: CaptionDecoder
+    state: DecoderState
+    logits: torch.Tensor  # (B, V)
+    sampler: BatchSampler
+
+    @classmethod
+    def started(cls, decoder: CaptionDecoder, features: torch.Tensor, sampler: BatchSampler, bos_id: int) -> "CaptionBatch":
+        """Rows that have read <bos> after their image."""
+        batch = cls(decoder, decoder.init_state(features), features.new_empty(0), sampler)
+        batch.advance(torch.full((features.size(0),), bos_id, dtype=torch.long, device=features.device))
+        return batch
+
+    def __len__(self) -> int:
+        return self.logits.size(0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.logits.device
+
+    def choose(self, generated: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        return self.sampler.choose(self.logits, generated, active)
+
+    def logprobs(self) -> torch.Tensor:
+        return self.logits.float().log_softmax(dim=-1)
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        self.logits, self.state, _ = self.decoder.step(tokens, self.state)
+
+    def filter(self, keep: list[int]) -> "CaptionBatch":
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        return CaptionBatch(self.decoder, self.state.select(index), self.logits[index], self.sampler.filter(keep))
+
+
 @torch.inference_mode()
 def sample_captions(decoder: CaptionDecoder, features: torch.Tensor, params: list[SamplingParams], bos_id: int, eos_id: int,
                     unknown_id: int) -> list[Caption]:
     """One caption per row of `features` with that row's sampling parameters (min_tokens
     holds <eos> back: give at least 1 so that no caption is empty)."""
-    batch = features.size(0)
-    device = features.device
-    state = decoder.init_state(features)
-    sampler = BatchSampler(params, decoder.config.vocab_size, unknown_id, eos_id, device)
-    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)
-    outputs = [Caption([], 0.0, False) for _ in range(batch)]
-    live = torch.ones(batch, dtype=torch.bool, device=device)
-    max_tokens = max(p.max_tokens for p in params)
-    for step in range(max_tokens):
-        logits, state, _ = decoder.step(tokens, state)
-        chosen = sampler.choose(logits, torch.full((batch,), step, device=device))
-        logprobs = logits.float().log_softmax(dim=-1).gather(1, chosen.unsqueeze(1)).squeeze(1)
-        for row in live.nonzero().flatten().tolist():
-            token = int(chosen[row])
-            outputs[row].logprob += float(logprobs[row])
-            if token == eos_id:
-                outputs[row].finished = True
-                live[row] = False
-            else:
-                outputs[row].token_ids.append(token)
-                if len(outputs[row].token_ids) >= params[row].max_tokens:
-                    live[row] = False
-        if not bool(live.any()):
-            break
-        tokens = chosen
+    outputs = [Caption([], 0.0, False) for _ in params]
+    live = [row for row, p in enumerate(params) if p.max_tokens > 0]
+    if not live:
+        return outputs
+    index = torch.tensor(live, dtype=torch.long, device=features.device)
+    sampler = BatchSampler([params[row] for row in live], decoder.config.vocab_size, unknown_id, eos_id, features.device)
+    batch: CaptionBatch | None = CaptionBatch.started(decoder, features[index], sampler, bos_id)
+
+    def take(position: int, token: int, logprobs: torch.Tensor | None) -> int | None:
+        row = live[position]
+        caption = outputs[row]
+        caption.logprob += float(logprobs[token])
+        if token == eos_id:
+            caption.finished = True
+            return None
+        caption.token_ids.append(token)
+        return token if len(caption.token_ids) < params[row].max_tokens else None
+
+    while batch is not None:
+        batch, keep = step_rows(batch, [len(outputs[row].token_ids) for row in live], take, with_logprobs=True)
+        live = [live[position] for position in keep]
     return outputs
