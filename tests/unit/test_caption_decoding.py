@@ -35,3 +35,23 @@ def test_beam_search_blocks_repeated_trigrams():
     for captions in blocked:
         order = [(not c.finished, -c.ranking_score()) for c in captions]
         assert order == sorted(order)
+
+
+def test_sampled_captions_are_the_same_alone_or_batched_whatever_their_lengths():
+    """Rows of different max_tokens (0 included) and strategies: each row's caption and log-probability
+    equal what it gets alone, although rows leave the batch at different steps."""
+    from models.captioning.decoding import sample_captions
+    from models.sampling import SamplingParams
+
+    torch.manual_seed(1)
+    decoder = CaptionDecoder(CaptionDecoderConfig(vocab_size=8, feature_dim=6, embedding_dim=8, hidden_dim=12, attention_dim=4, dropout=0.0)).eval()
+    features = torch.randn(5, 4, 6)
+    params = [SamplingParams(strategy="multinomial", seed=3, max_tokens=9), SamplingParams(strategy="argmax", max_tokens=0),
+              SamplingParams(strategy="argmax", max_tokens=2), SamplingParams(strategy="top_k", top_k=3, seed=5, max_tokens=12),
+              SamplingParams(strategy="multinomial", seed=8, max_tokens=1)]
+    batched = sample_captions(decoder, features, params, BOS, EOS, 0)
+    for row, row_params in enumerate(params):
+        (alone,) = sample_captions(decoder, features[row : row + 1], [row_params], BOS, EOS, 0)
+        assert batched[row].token_ids == alone.token_ids and batched[row].finished == alone.finished
+        assert batched[row].logprob == alone.logprob
+        assert len(alone.token_ids) <= row_params.max_tokens
