@@ -90,7 +90,7 @@ class ObservabilityMiddleware:
             endpoint = route_template(scope)
             elapsed = time.perf_counter() - started
             self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
-            self.metrics.request_seconds.labels(endpoint).observe(elapsed)
+            self.metrics.request_seconds.labels(endpoint).observe(elapsed, exemplar={"request_id": request_id})
             access_logger.info(
                 "%s %s %d", scope.get("method"), scope.get("path"), status,
                 extra={"fields": {"status": status, "path": scope.get("path"), "method": scope.get("method"),
