@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Python packages: Debian's redis-server (tests start their own
 # servers on free ports; a shared one is started on 127.0.0.1:6379 when none answers there),
-# Chromium (the browser tests drive it headless) and espeak-ng (the speech n-best builder's test). Installed through apt-get when running as
-# root; otherwise this stops at once with the one command that installs them.
-# With arguments, only those (`make test-fast` needs redis-server alone) and no shared Redis.
+# Chromium (the browser tests drive it headless), and espeak-ng and Festival with its slt voice
+# (the speech n-best builder's tests). Installed through apt-get when running as root; otherwise
+# this stops at once with the one command that installs them.
+# With arguments, only those packages (`make test-fast` needs redis-server alone) and no shared Redis.
 set -euo pipefail
 
+# A Debian package -> what shows it is installed.
+declare -A probe=(
+  [redis-server]="command -v redis-server"
+  [chromium]="command -v chromium"
+  [espeak-ng]="command -v espeak-ng"
+  [festival]="command -v text2wave"
+  [festvox-us-slt-hts]="test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts"
+)
 needed=("$@")
-((${#needed[@]})) || needed=(redis-server chromium espeak-ng)
+((${#needed[@]})) || needed=(redis-server chromium espeak-ng festival festvox-us-slt-hts)
 missing=()
-for program in "${needed[@]}"; do
-  command -v "$program" >/dev/null 2>&1 || missing+=("$program")
+for package in "${needed[@]}"; do
+  ${probe[$package]:-command -v $package} >/dev/null 2>&1 || missing+=("$package")
 done
 
 if ((${#missing[@]})); then
