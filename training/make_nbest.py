@@ -1,17 +1,26 @@
-"""Build a speech-recognition n-best set offline: sentences of a corpus split spoken by
-`espeak-ng` (several voices and speeds), decoded by `pocketsphinx` (its English acoustic model,
-dictionary and language model, all in its wheel) into n-best lists, each hypothesis with the
-recogniser's acoustic score alone (natural log, from aligning the hypothesis to the audio),
+"""Build a speech-recognition n-best set offline: sentences of a corpus split spoken by a
+speech synthesiser, decoded by `pocketsphinx` (its English acoustic model and dictionary, and
+its own language model or an ARPA file given with --lm) into n-best lists, each hypothesis with
+the recogniser's acoustic score alone (natural log, from aligning the hypothesis to the audio),
 written as JSON lines for `training.tune_rescoring` and `/v1/rescore`:
 
     {"id", "reference", "hypotheses": [{"text", "acoustic_score"}, ...], "voice", "speed", "source"}
 
-The first hypothesis is the recogniser's own best (acoustic model and its language model).
+The synthesiser is Festival with the CMU ARCTIC "slt" HTS voice (`--tts festival`, the default:
+a natural voice, so the recogniser makes the errors it makes on read speech), or `espeak-ng`
+in four voices and two speeds (`--tts espeak-ng`). References and hypotheses are in the
+recogniser's written form (`models.text_normalization`: lower case, no punctuation, "mister"
+for "Mr."), as WER is scored. The first hypothesis is the recogniser's own best (acoustic model
+and its language model). `speed` is words a minute for espeak-ng, Festival's duration stretch
+for Festival.
 
     python -m training.make_nbest --data ../shared/data/ptb/ptb.test.txt --style ptb \\
-        --utterances 200 --output runs/nbest/ptb-test.jsonl
+        --utterances 100 --output runs/nbest/ptb-test.jsonl
 
-Needs `espeak-ng` (Debian) and `pocketsphinx` (PyPI): `make nbest` installs both.
+Each utterance is appended to OUTPUT.partial as it is decoded; re-running the same command
+skips the utterances already there (resumable), and OUTPUT appears when all are done.
+Needs Festival with `festvox-us-slt-hts` (or `espeak-ng`) from Debian and `pocketsphinx` from
+PyPI: `make nbest` installs them.
 """
 from __future__ import annotations
 
@@ -33,12 +42,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from models.text_normalization import recogniser_form
 from models.tokenizers import TokenizerConfig, make_tokenizer, split_sentences
 from training.cli import UsageError, parser_for, run_cli
 
 logger = logging.getLogger("training.make_nbest")
-VOICES = ("en-us", "en-us+m3", "en-us+f3", "en-gb-x-rp")
-SPEEDS = (140, 165)
+ESPEAK_VOICES = ("en-us", "en-us+m3", "en-us+f3", "en-gb-x-rp")
+ESPEAK_SPEEDS = (140, 165)
+FESTIVAL_VOICES = ("cmu_us_slt_arctic_hts",)
+# Festival's Duration_Stretch: 1 is the voice's own pace.
+FESTIVAL_SPEEDS = (1.0,)
 SAMPLE_RATE = 16_000
 _SPOKEN = re.compile(r"^[a-z]+(?:'[a-z]+)?$")
 
@@ -72,15 +85,29 @@ def corpus_sentences(path: Path, style: str, min_words: int, max_words: int) -> 
     return sentences
 
 
-def speak(text: str, voice: str, speed: int, directory: Path) -> bytes:
-    """16 kHz, 16-bit mono samples of espeak-ng saying `text`."""
+def speak(text: str, tts: str, voice: str, speed: float, directory: Path) -> bytes:
+    """16 kHz, 16-bit mono samples of the synthesiser `tts` saying `text`."""
     path = directory / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
+    if tts == "festival":
+        setup = f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {speed}))"
+        subprocess.run(["text2wave", "-eval", setup, "-o", str(path)], input=text.encode("utf-8"), check=True,
+                       capture_output=True)
+    else:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
+    return read_wave_16k(path)
+
+
+def read_wave_16k(path: Path) -> bytes:
+    """A 16-bit wave file's samples as 16 kHz mono, pocketsphinx's rate (channels averaged)."""
     with wave.open(str(path)) as audio:
-        rate, samples = audio.getframerate(), np.frombuffer(audio.readframes(audio.getnframes()), dtype=np.int16)
-    if rate == SAMPLE_RATE:
+        rate, channels = audio.getframerate(), audio.getnchannels()
+        samples = np.frombuffer(audio.readframes(audio.getnframes()), dtype=np.int16)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    if rate == SAMPLE_RATE or len(samples) == 0:
         return samples.tobytes()
-    # Band-limited resampling in the frequency domain (espeak-ng speaks at 22,050 Hz).
+    # Band-limited resampling in the frequency domain (espeak-ng speaks at 22,050 Hz, the
+    # Festival voice at 32,000 Hz).
     length = int(round(len(samples) * SAMPLE_RATE / rate))
     resampled = np.fft.irfft(np.fft.rfft(samples.astype(np.float64))[: length // 2 + 1], length) * (length / len(samples))
     return np.clip(resampled, -32768, 32767).astype(np.int16).tobytes()
@@ -90,11 +117,12 @@ class Recogniser:
     """pocketsphinx: one decoder searching with its language model, one aligning a given word
     sequence to the audio for its acoustic score alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, language_model: str | None = None) -> None:
         from pocketsphinx import Decoder
 
-        self.search = Decoder(loglevel="FATAL")
-        self.align = Decoder(loglevel="FATAL")
+        options = {"samprate": SAMPLE_RATE, **({"lm": language_model} if language_model else {})}
+        self.search = Decoder(loglevel="FATAL", **options)
+        self.align = Decoder(loglevel="FATAL", samprate=SAMPLE_RATE)
 
     def nbest(self, audio: bytes, size: int) -> list[str]:
         self.search.start_utt()
@@ -133,32 +161,62 @@ class Recogniser:
 _recogniser: Recogniser | None = None
 
 
-def recognise(job: tuple[str, str, str, int, int]) -> dict | None:
-    """One utterance: speak, decode, score each hypothesis acoustically (runs in a worker)."""
+def recognise(job: tuple[str, str, str, str, float, int, str | None]) -> dict | None:
+    """One utterance: speak, decode, score each hypothesis acoustically (runs in a worker).
+    Hypotheses are written in the reference's form; two that read the same ("mr", "mister")
+    keep the better-ranked one."""
     global _recogniser
-    utterance_id, sentence, voice, speed, size = job
+    utterance_id, sentence, tts, voice, speed, size, language_model = job
     if _recogniser is None:
-        _recogniser = Recogniser()
+        _recogniser = Recogniser(language_model)
     with tempfile.TemporaryDirectory() as directory:
-        audio = speak(sentence, voice, speed, Path(directory))
-    hypotheses = []
+        audio = speak(sentence, tts, voice, speed, Path(directory))
+    hypotheses, seen = [], set()
     for text in _recogniser.nbest(audio, size):
+        written = recogniser_form(text)
+        if not written or written in seen:
+            continue
         score = _recogniser.acoustic_score(audio, text)
         if score is not None:
-            hypotheses.append({"text": text, "acoustic_score": round(score, 3)})
+            seen.add(written)
+            hypotheses.append({"text": written, "acoustic_score": round(score, 3)})
     if not hypotheses:
         return None
-    return {"id": utterance_id, "reference": " ".join(spoken_words(sentence)), "hypotheses": hypotheses,
+    return {"id": utterance_id, "reference": recogniser_form(sentence), "hypotheses": hypotheses,
             "voice": voice, "speed": speed, "source": sentence}
 
 
-def check_tools() -> None:
-    if shutil.which("espeak-ng") is None:
+FESTIVAL_VOICES_DIRECTORY = Path("/usr/share/festival/voices")  # Debian's: voices/LANGUAGE/VOICE
+
+
+def check_tools(tts: str) -> None:
+    if tts == "festival":
+        if shutil.which("text2wave") is None or not any(FESTIVAL_VOICES_DIRECTORY.glob(f"*/{FESTIVAL_VOICES[0]}")):
+            raise UsageError("Festival's slt voice is not installed (apt-get install festival festvox-us-slt-hts; "
+                             "`make nbest` does it)")
+    elif shutil.which("espeak-ng") is None:
         raise UsageError("espeak-ng is not installed (apt-get install espeak-ng; `make nbest` does it)")
     try:
         import pocketsphinx  # noqa: F401
     except ImportError as error:
         raise UsageError("pocketsphinx is not installed (pip install pocketsphinx; `make nbest` does it)") from error
+
+
+def finished_ids(partial: Path) -> set[str]:
+    """The utterances a previous run of the same command already wrote (a line cut short by an
+    interruption is dropped from the file and done again)."""
+    if not partial.exists():
+        return set()
+    done, complete = set(), []
+    for line in partial.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done.add(record["id"])
+        complete.append(line)
+    partial.write_text("".join(line + "\n" for line in complete), encoding="utf-8")
+    return done
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style", choices=["wikitext", "ptb"], default="wikitext",
                         help="the corpus's conventions, undone to get the words read out")
     parser.add_argument("--utterances", type=int, default=200, help="sentences to speak and recognise")
+    parser.add_argument("--tts", choices=["festival", "espeak-ng"], default="festival",
+                        help="the synthesiser: Festival's natural slt voice, or espeak-ng's four robotic voices")
+    parser.add_argument("--lm", default=None,
+                        help="pocketsphinx's language model: an ARPA or binary file (default: the wheel's US English one)")
     parser.add_argument("--nbest", type=int, default=10, help="hypotheses per utterance at most")
     parser.add_argument("--min-words", type=int, default=5, help="shortest sentence taken, in words")
     parser.add_argument("--max-words", type=int, default=14, help="longest sentence taken, in words")
@@ -180,22 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    check_tools()
+    check_tools(args.tts)
     sentences = corpus_sentences(args.data, args.style, args.min_words, args.max_words)
     if not sentences:
         raise UsageError(f"{args.data}: no sentences of {args.min_words}-{args.max_words} speakable words")
     rng = random.Random(args.seed)
     chosen = rng.sample(sentences, min(args.utterances, len(sentences)))
     stem = args.output.stem
-    jobs = [(f"{stem}-{index:04d}", sentence, VOICES[index % len(VOICES)], SPEEDS[(index // len(VOICES)) % len(SPEEDS)], args.nbest)
+    voices, speeds = (FESTIVAL_VOICES, FESTIVAL_SPEEDS) if args.tts == "festival" else (ESPEAK_VOICES, ESPEAK_SPEEDS)
+    jobs = [(f"{stem}-{index:04d}", sentence, args.tts, voices[index % len(voices)],
+             speeds[(index // len(voices)) % len(speeds)], args.nbest, args.lm)
             for index, sentence in enumerate(chosen)]
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
     temporary = args.output.with_suffix(".partial")
-    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool, open(temporary, "w", encoding="utf-8") as handle:
-        for record in tqdm(pool.map(recognise, jobs, chunksize=4), total=len(jobs), desc="recognising", file=sys.stderr):
+    done = finished_ids(temporary)
+    written = len(done)
+    remaining = [job for job in jobs if job[0] not in done]
+    if done:
+        logger.info("resuming: %d utterances already in %s, %d to go", len(done), temporary, len(remaining))
+    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool, open(temporary, "a", encoding="utf-8") as handle:
+        for record in tqdm(pool.map(recognise, remaining, chunksize=1), total=len(remaining), desc="recognising",
+                           file=sys.stderr):
             if record is not None:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.flush()
                 written += 1
     os.replace(temporary, args.output)
     summary = {"output": str(args.output), "utterances": written, "sentences_available": len(sentences)}

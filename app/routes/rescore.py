@@ -1,5 +1,6 @@
 """POST /v1/rescore: rerank a recogniser's n-best lists with one or more language models,
-combined log-linearly with the acoustic scores (models.rescoring). Hypotheses go through
+combined log-linearly with the acoustic and named scores (models.rescoring), then decide per list
+(MAP or MBR) with posteriors and word confidences (app.rescore_output). Hypotheses go through
 /v1/score's dynamic batching."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app.cache import cache_key
 from app.dependencies import CacheDep, EngineDep, RequestIdDep, SettingsDep, StoreDep
 from app.errors import ApiError
 from app.limits import RequestLimits
+from app.rescore_output import utterance_result
 from app.rescore_schemas import RescoreRequest, RescoreResponse
 from app.schemas import WeightedModel
 from app.scoring_requests import check_interpolation, mix_results, score_texts
@@ -40,33 +42,42 @@ async def rescore(body: RescoreRequest, settings: SettingsDep, store: StoreDep, 
         logprobs = {info.model_id: [r.logprob for r in results] for info, results in zip(infos, scored)}
         if linear:
             logprobs[LINEAR] = [r.logprob for r in mix_results(list(scored), [m.weight for m in requested])]
-            weights = RescoringWeights({LINEAR: body.lm_weight}, body.acoustic_weight, body.word_insertion_penalty)
+            lm_weights = {LINEAR: body.lm_weight}
         else:
-            weights = RescoringWeights({m.model: m.weight for m in requested}, body.acoustic_weight, body.word_insertion_penalty)
-        results, position = [], 0
-        for utterance in body.utterances:
-            size = len(utterance.hypotheses)
-            lm = [{model: values[position + j] for model, values in logprobs.items()} for j in range(size)]
-            acoustic = [h.acoustic_score for h in utterance.hypotheses]
-            try:
-                scores, words, order = rescore_list([h.text for h in utterance.hypotheses], acoustic, lm, weights)
-            except ScoreOverflow as error:
-                raise overflow_error(error, len(results), body, requested) from error
-            hypotheses = [{"text": h.text, "acoustic_score": h.acoustic_score, "lm_logprobs": lm[j], "num_words": words[j],
-                           "score": round(scores[j], 6)} for j, h in enumerate(utterance.hypotheses)]
-            results.append({"id": utterance.id, "best": order[0], "ranking": order, "hypotheses": hypotheses})
-            position += size
-        return {"results": results}
+            lm_weights = {m.model: m.weight for m in requested}
+        weights = RescoringWeights(lm_weights, body.acoustic_weight, body.word_insertion_penalty, body.score_weights or {})
+        # Posteriors, alignments and MBR are CPU work (quadratic in a list's length): off the event loop.
+        return {"results": await asyncio.to_thread(decide_all, body, logprobs, weights, requested)}
 
     key = cache_key("+".join(i.model_id for i in infos), "+".join(i.revision for i in infos), "rescore",
                     body.model_dump(exclude={"models"}) | {"weights": [m.weight for m in requested]})
     result, cached = await cache.get_or_compute(key, compute)
-    return RescoreResponse(models=requested, interpolation=body.interpolation, cached=cached, **result)
+    return RescoreResponse(models=requested, interpolation=body.interpolation, decision=body.decision, cached=cached, **result)
+
+
+def decide_all(body: RescoreRequest, logprobs: dict[str, list[float]], weights: RescoringWeights,
+               requested: list[WeightedModel]) -> list[dict]:
+    results, position = [], 0
+    for utterance in body.utterances:
+        size = len(utterance.hypotheses)
+        lm = [{model: values[position + j] for model, values in logprobs.items()} for j in range(size)]
+        acoustic = [h.acoustic_score for h in utterance.hypotheses]
+        named = [h.scores or {} for h in utterance.hypotheses]
+        try:
+            scores, words, order = rescore_list([h.text for h in utterance.hypotheses], acoustic, lm, weights, named)
+        except ScoreOverflow as error:
+            raise overflow_error(error, len(results), body, requested) from error
+        results.append(utterance_result(utterance, lm, scores, words, order, body.posterior_scale, body.decision,
+                                        body.format == "ctm"))
+        position += size
+    return results
 
 
 def overflow_error(error: ScoreOverflow, utterance: int, body: RescoreRequest, requested: list[WeightedModel]) -> ApiError:
     """422 naming the weight whose term of the score overflowed."""
-    if error.term == "acoustic":
+    if error.named:
+        param = f"score_weights.{error.term}"
+    elif error.term == "acoustic":
         param = "acoustic_weight"
     elif error.term == "words":
         param = "word_insertion_penalty"

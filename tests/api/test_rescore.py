@@ -92,3 +92,157 @@ def test_openapi_has_an_example(client):
     schema = client.get("/openapi.json").json()
     assert "/v1/rescore" in schema["paths"]
     assert schema["components"]["schemas"]["RescoreRequest"]["examples"][0]["utterances"]
+
+
+def timed(text: str, seconds_per_word: float = 0.25) -> list[dict]:
+    return [{"word": w, "start": i * seconds_per_word, "end": (i + 1) * seconds_per_word} for i, w in enumerate(text.split())]
+
+
+TIMED = {"id": "u-timed", "hypotheses": [{**h, "words": timed(h["text"])} for h in N_BEST["hypotheses"]]}
+
+
+def test_posteriors_and_word_confidences(client):
+    (result,) = client.post("/v1/rescore", json={"posterior_scale": 0.5, "utterances": [N_BEST]}).json()["results"]
+    hypotheses = result["hypotheses"]
+    posteriors = [h["posterior"] for h in hypotheses]
+    assert math.fsum(posteriors) == pytest.approx(1.0, abs=1e-12)
+    # softmax of 0.5 × score over the list
+    exponents = [0.5 * h["score"] for h in hypotheses]
+    top = max(exponents)
+    expected = [math.exp(e - top) / math.fsum(math.exp(x - top) for x in exponents) for e in exponents]
+    assert posteriors == pytest.approx(expected, abs=1e-5)
+    best = result["best"]
+    assert [w["word"] for w in result["words"]] == hypotheses[best]["text"].split()
+    # "the cat sat on the" is shared by the best hypothesis (1) and hypothesis 2; "mat" by 1 and
+    # 0 (same word, other position: hypothesis 0 is the same words in another order).
+    assert best == 1
+    confidences = [w["confidence"] for w in result["words"]]
+    assert all(posteriors[1] - 1e-6 <= c <= 1 + 1e-9 for c in confidences)
+    assert confidences[1] == pytest.approx(posteriors[1] + posteriors[2], abs=1e-5)  # "cat"
+    assert result["words"][0]["start"] is None and result["ctm"] is None
+    assert client.post("/v1/rescore", json={"utterances": [N_BEST]}).json()["decision"] == "map"
+
+
+def test_one_hypothesis_is_certain(client):
+    (result,) = client.post("/v1/rescore", json={"utterances": [{"id": "one", "hypotheses": [{"text": "the cat sat ."}]}]}).json()["results"]
+    assert result["hypotheses"][0]["posterior"] == 1.0
+    assert [w["confidence"] for w in result["words"]] == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_times_pass_through_and_ctm(client):
+    body = {"format": "ctm", "posterior_scale": 0.5, "utterances": [TIMED]}
+    (result,) = client.post("/v1/rescore", json=body).json()["results"]
+    chosen = TIMED["hypotheses"][result["best"]]["words"]
+    assert [(w["word"], w["start"], w["end"]) for w in result["words"]] == [(w["word"], w["start"], w["end"]) for w in chosen]
+    lines = result["ctm"].splitlines()
+    assert result["ctm"].endswith("\n") and len(lines) == len(chosen)
+    first = lines[0].split()
+    assert first == ["u-timed", "1", "0.000", "0.250", chosen[0]["word"], f"{result['words'][0]['confidence']:.4f}"]
+    assert lines[3].split()[2:4] == ["0.750", "0.250"]
+    # Times without ctm: passed through, no CTM text.
+    (plain,) = client.post("/v1/rescore", json={"utterances": [TIMED]}).json()["results"]
+    assert plain["words"][0]["start"] == 0.0 and plain["ctm"] is None
+
+
+def test_mbr_decision_keeps_the_map_ranking(client):
+    # Three near-copies of one sentence outweigh the single best-scored hypothesis: MAP takes
+    # the top score, MBR the hypothesis closest to the others.
+    utterance = {"id": "m", "hypotheses": [
+        {"text": "a b c d", "acoustic_score": 0.0},
+        {"text": "w x y z", "acoustic_score": -0.5},
+        {"text": "w x y q", "acoustic_score": -0.6},
+        {"text": "w x r z", "acoustic_score": -0.7},
+    ]}
+    body = {"models": [{"model": "tiny-word-lstm", "weight": 0.0}], "utterances": [utterance]}
+    (map_result,) = client.post("/v1/rescore", json=body).json()["results"]
+    (mbr_result,) = client.post("/v1/rescore", json={**body, "decision": "mbr"}).json()["results"]
+    assert map_result["best"] == 0 and map_result["ranking"] == [0, 1, 2, 3]
+    assert all(h["expected_errors"] is None for h in map_result["hypotheses"])
+    assert mbr_result["best"] == 1 and mbr_result["ranking"] == [0, 1, 2, 3]
+    posteriors = [h["posterior"] for h in mbr_result["hypotheses"]]
+    distances = [[0, 4, 4, 4], [4, 0, 1, 1], [4, 1, 0, 2], [4, 1, 2, 0]]
+    for i, hypothesis in enumerate(mbr_result["hypotheses"]):
+        assert hypothesis["expected_errors"] == pytest.approx(sum(p * d for p, d in zip(posteriors, distances[i])), abs=1e-5)
+    assert [w["word"] for w in mbr_result["words"]] == ["w", "x", "y", "z"]
+
+
+def test_named_scores_and_negative_weights(client):
+    utterance = {"id": "n", "hypotheses": [{**h, "scores": {"ctc": -3.0 * i, "duration": 1.5}} for i, h in enumerate(N_BEST["hypotheses"])]}
+    body = {"models": [{"model": "tiny-word-lstm", "weight": 1.0}, {"model": "tiny-kn3", "weight": -0.5}],
+            "score_weights": {"ctc": 2.0, "duration": -1.0}, "utterances": [utterance]}
+    response = client.post("/v1/rescore", json=body)
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    for i, hypothesis in enumerate(result["hypotheses"]):
+        lm = hypothesis["lm_logprobs"]
+        expected = hypothesis["acoustic_score"] + 2.0 * (-3.0 * i) - 1.5 + lm["tiny-word-lstm"] - 0.5 * lm["tiny-kn3"]
+        assert hypothesis["score"] == pytest.approx(expected, abs=1e-5)
+        assert hypothesis["scores"] == {"ctc": -3.0 * i, "duration": 1.5}
+    assert result["ranking"] == sorted(range(3), key=lambda i: -result["hypotheses"][i]["score"])
+    # The fields are part of the cache key: other weights, other answer.
+    other = client.post("/v1/rescore", json={**body, "score_weights": {"ctc": 0.0, "duration": -1.0}}).json()
+    assert other["cached"] is False and other["results"][0]["hypotheses"][1]["score"] != result["hypotheses"][1]["score"]
+    again = client.post("/v1/rescore", json=body).json()
+    assert again["cached"] is True and again["results"] == response.json()["results"]
+    assert client.post("/v1/rescore", json={**body, "decision": "mbr"}).json()["cached"] is False
+
+
+def with_hypothesis(index: int, **changes) -> dict:
+    hypotheses = [dict(h) for h in TIMED["hypotheses"]]
+    hypotheses[index] = {**hypotheses[index], **changes}
+    return {"id": "x", "hypotheses": hypotheses}
+
+
+SCORED = {"id": "s", "hypotheses": [{"text": "the cat", "scores": {"ctc": -1.0}}, {"text": "the dog", "scores": {"ctc": -2.0}}]}
+
+
+@pytest.mark.parametrize("body, param, says", [
+    ({"utterances": [SCORED]}, "score_weights", "'ctc'"),
+    ({"score_weights": {"ctc": 1.0, "lm2": 1.0}, "utterances": [SCORED]}, "utterances.0.hypotheses.0.scores", "'lm2'"),
+    ({"score_weights": {"ctc": 1.0}, "utterances": [{"id": "s", "hypotheses": [SCORED["hypotheses"][0], {"text": "the dog"}]}]},
+     "utterances.0.hypotheses.1.scores", "'ctc'"),
+    ({"score_weights": {"ctc": 1.0}, "utterances": [{"id": "s", "hypotheses": [
+        SCORED["hypotheses"][0], {"text": "the dog", "scores": {"ctc": -2.0, "am2": 0.0}}]}]}, "score_weights", "'am2'"),
+    ({"score_weights": {"ctc": 1e308}, "utterances": [{"id": "s", "hypotheses": [{"text": "a", "scores": {"ctc": -1e308}}]}]},
+     "score_weights.ctc", "overflows"),
+    ({"utterances": [with_hypothesis(1, words=timed("the cat sat on the mat"))]}, "utterances.0.hypotheses.1.words", "words"),
+    ({"utterances": [with_hypothesis(0, words=timed("mat the on sat cat a ."))]}, "utterances.0.hypotheses.0.words", "word 5"),
+    ({"utterances": [with_hypothesis(0, words=[{"word": "mat", "start": 2.0, "end": 1.0}] + timed("the on sat cat the ."))]},
+     "utterances.0.hypotheses.0.words.0.end", "ends"),
+    ({"utterances": [with_hypothesis(0, words=[{"word": "mat", "start": -1.0, "end": 1.0}] + timed("the on sat cat the ."))]},
+     "utterances.0.hypotheses.0.words.0.start", None),
+    ({"utterances": [with_hypothesis(2, words=None)]}, "utterances.0.hypotheses", "times"),
+    ({"format": "ctm", "utterances": [N_BEST]}, "utterances.0.hypotheses.0.words", "times"),
+    ({"format": "ctm", "utterances": [{**TIMED, "id": "has space"}]}, "utterances.0.id", "white space"),
+    ({"posterior_scale": 0, "utterances": [N_BEST]}, "posterior_scale", None),
+    ({"posterior_scale": -1.0, "utterances": [N_BEST]}, "posterior_scale", None),
+    ({"decision": "bayes", "utterances": [N_BEST]}, "decision", None),
+    ({"format": "srt", "utterances": [N_BEST]}, "format", None),
+    ({"score_weights": {"": 1.0}, "utterances": [N_BEST]}, "score_weights", None),
+])
+def test_bad_new_fields_name_the_field(client, body, param, says):
+    response = client.post("/v1/rescore", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["param"] is not None and error["param"].startswith(param), error
+    if says:
+        assert says in error["message"], error
+
+
+def test_posterior_scale_beyond_a_float_is_refused(client):
+    raw = '{"posterior_scale": 1e400, "utterances": [{"id": "u", "hypotheses": [{"text": "a"}]}]}'
+    response = client.post("/v1/rescore", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "posterior_scale"
+
+
+def test_huge_scores_and_scales_give_finite_posteriors(client):
+    utterance = {"id": "h", "hypotheses": [{"text": "the cat", "acoustic_score": 1e300}, {"text": "the dog", "acoustic_score": -1e300},
+                                           {"text": "a cat", "acoustic_score": 1e300}]}
+    for scale in (5e-324, 1.0, 1e308):
+        body = {"posterior_scale": scale, "decision": "mbr", "utterances": [utterance]}
+        response = client.post("/v1/rescore", json=body)
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["results"]
+        posteriors = [h["posterior"] for h in result["hypotheses"]]
+        assert all(math.isfinite(p) and 0 <= p <= 1 for p in posteriors) and math.fsum(posteriors) == pytest.approx(1.0)
+        assert all(0 <= w["confidence"] <= 1 for w in result["words"])

@@ -22,6 +22,10 @@ SLICE = REPOSITORY_ROOT / "tests" / "data" / "nbest-ptb-dev-slice.jsonl"
     ('{"id": "a", "hypotheses": [{"words": "x"}]}\n', "needs a 'text' string"),
     ('{"id": "a", "hypotheses": [{"text": "x", "acoustic_score": "high"}]}\n', "finite number"),
     ('{"id": "a", "hypotheses": [{"text": "x", "acoustic_score": -1}, {"text": "y"}]}\n', "for every hypothesis or for none"),
+    ('{"id": "a", "hypotheses": [{"text": "x", "scores": {"ctc": "low"}}]}\n', "'scores' must map names to finite numbers"),
+    ('{"id": "a", "hypotheses": [{"text": "x", "scores": [1]}]}\n', "'scores' must map names to finite numbers"),
+    ('{"id": "a", "hypotheses": [{"text": "x", "scores": {"ctc": -1}}]}\n{"id": "b", "hypotheses": [{"text": "y"}]}\n',
+     ":2: hypothesis 0: 'scores' names"),
 ])
 def test_bad_nbest_files_name_the_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
@@ -87,3 +91,32 @@ def test_a_per_token_mixture_as_one_language_model(tiny_corpus, tiny_model_path,
     assert list(half["weights"]["lm_weights"]) == ["linear"]
     with pytest.raises(Exception, match="sum to 1"):
         tune(["--nbest", str(SLICE), "--model", str(tiny_model_path), "--model", str(ngram), "--mix", "0.5,0.6"])
+
+
+def test_named_scores_are_tuned_and_the_confidences_measured(tiny_model_path, tmp_path):
+    """A named score that knows the answer (minus each hypothesis's word errors) gets a positive
+    weight and brings the rescored WER to the oracle's; the report measures MBR and confidences."""
+    import jiwer
+
+    lines = []
+    for line in SLICE.read_text().splitlines():
+        record = json.loads(line)
+        for hypothesis in record["hypotheses"]:
+            errors = jiwer.process_words(record["reference"], hypothesis["text"])
+            hypothesis["scores"] = {"knows": -100.0 * (errors.substitutions + errors.deletions + errors.insertions)}
+        lines.append(json.dumps(record))
+    named = tmp_path / "named.jsonl"
+    named.write_text("\n".join(lines) + "\n")
+    result = tune(["--nbest", str(named), "--model", str(tiny_model_path)])
+    assert result["weights"]["score_weights"]["knows"] > 0
+    dev = result["dev"]
+    assert dev["rescored_wer"] == dev["oracle_wer"] < dev["first_pass_wer"]
+    assert result["posterior_scale"] > 0 and result["scale_objective"] == "nce"
+    assert dev["nce"] is None or dev["nce"] <= 1
+    assert [f["threshold"] for f in dev["confidence_filtered"]] == [0.3, 0.5, 0.7, 0.9]
+    assert all(0 <= f["words_kept"] <= 1 for f in dev["confidence_filtered"])
+    # The eval file must carry the dev file's named scores.
+    with pytest.raises(Exception, match="named scores"):
+        tune(["--nbest", str(named), "--model", str(tiny_model_path), "--eval", str(SLICE)])
+    mbr = tune(["--nbest", str(SLICE), "--model", str(tiny_model_path), "--scale-objective", "mbr"])
+    assert mbr["scale_objective"] == "mbr" and 0 <= mbr["dev"]["mbr_wer"] <= 1
