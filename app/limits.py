@@ -15,6 +15,11 @@ from app.errors import ApiError
 # token, and blocking repeated n-grams longer than 8 words in a caption blocks nothing real.
 MAX_LOGPROBS = 5
 MAX_NO_REPEAT_NGRAM = 8
+# Lattice rescoring: an n-best list is read by a person or a reranker (a hundred is plenty), and
+# an n-gram order past any utterance's length merges nothing more (the expanded states are
+# bounded by max_lattice_states whatever the order).
+MAX_LATTICE_NBEST = 100
+MAX_LATTICE_NGRAM_ORDER = 1000
 
 
 @dataclass(frozen=True)
@@ -31,13 +36,18 @@ class RequestLimits:
     max_rescore_hypotheses_total: int
     max_prompt_tokens: int = 4_096
     max_score_tokens: int = 4_096
+    max_lattices: int = 16
+    max_lattice_nodes: int = 10_000
+    max_lattice_links: int = 50_000
+    max_lattice_states: int = 100_000
 
     @classmethod
     def from_settings(cls, settings) -> "RequestLimits":
         return cls(settings.max_prompt_chars, settings.max_new_tokens, settings.max_n, settings.max_stop_sequences,
                    settings.max_caption_tokens, settings.max_beam_size, settings.max_score_texts,
                    settings.max_rescore_utterances, settings.max_rescore_hypotheses, settings.max_rescore_hypotheses_total,
-                   settings.max_prompt_tokens, settings.max_score_tokens)
+                   settings.max_prompt_tokens, settings.max_score_tokens, settings.max_lattices, settings.max_lattice_nodes,
+                   settings.max_lattice_links, settings.max_lattice_states)
 
     def token_limits(self) -> TokenLimits:
         """The limits the worker checks after tokenizing (prompt and scored-text tokens)."""
@@ -94,3 +104,9 @@ class RequestLimits:
             total += len(utterance.hypotheses)
         if total > self.max_rescore_hypotheses_total:
             raise ApiError(422, f"at most {self.max_rescore_hypotheses_total} hypotheses per request", "utterances")
+
+    def check_lattices(self, lattices: list) -> None:
+        """Lattices per request (their nodes and links are checked as each is read, with
+        `max_lattice_nodes` and `max_lattice_links`)."""
+        if len(lattices) > self.max_lattices:
+            raise ApiError(422, f"at most {self.max_lattices} lattices per request", "lattices")

@@ -30,7 +30,7 @@ from app.model_store import ModelStore, default_preferences, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
-from app.routes import caption, completions, generate, health, models, playground, requests, rescore, score
+from app.routes import caption, completions, generate, health, lattice, models, playground, requests, rescore, score
 from app.schemas import ErrorBody
 from app.settings import Settings
 from models.tokenizers import use_nltk_data
@@ -57,7 +57,8 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
     limits = RequestLimits.from_settings(settings).token_limits()
     configs = [
         WorkerConfig(index, store.paths(), device, settings.max_batch_size, settings.batching(BATCH_TASKS), limits, threads,
-                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=single_thread_rows)
+                     prompt_cache_bytes=int(settings.prompt_cache_mb * 2**20), single_thread_rows=single_thread_rows,
+                     model_precisions=store.precisions())
         for index, device in enumerate(devices)
     ]
     return WorkerPool(configs, settings.worker_mode, settings.max_in_flight_per_worker, settings.request_timeout_s, metrics)
@@ -106,7 +107,8 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     protected = [Depends(require_access)]
-    for router in (generate.router, completions.router, score.router, rescore.router, caption.router, models.router, requests.router):
+    for router in (generate.router, completions.router, score.router, rescore.router, lattice.router, caption.router, models.router,
+                   requests.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(playground.router)

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     default_language_model: str | None = Field("wikitext2-lstm", description="model id used when a request names none (the first by id when this one is not loaded)")
     nltk_data: Path | None = Field(None, description="directory with NLTK's punkt_tab tables (else NLTK_DATA, then shared/data/nltk_data beside the checkout)")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="what models compute in: auto (each model's config.json serving_precision, fp32 when it records "
+                            "none), fp32, or int8 (recurrent and output layers quantized at load; CPU workers only, a GPU "
+                            "serves fp32); see docs/quantization.md")
+    model_precision: dict[str, Literal["auto", "fp32", "int8"]] = Field(
+        default_factory=dict, description='per model id, overriding precision; JSON, e.g. {"wikitext2-lstm": "int8"}')
 
     # Input limits: every size a request controls is capped.
     max_body_bytes: int = Field(1_000_000, description="largest JSON request body")
@@ -42,6 +48,10 @@ class Settings(BaseSettings):
     max_rescore_utterances: int = Field(64, description="utterances per /v1/rescore request")
     max_rescore_hypotheses: int = Field(1000, description="hypotheses per utterance")
     max_rescore_hypotheses_total: int = Field(4096, description="hypotheses per /v1/rescore request")
+    max_lattices: int = Field(16, description="lattices per /v1/rescore/lattice request")
+    max_lattice_nodes: int = Field(10_000, description="nodes per lattice (its N= line)")
+    max_lattice_links: int = Field(50_000, description="links per lattice (its L= line)")
+    max_lattice_states: int = Field(100_000, description="expanded (node, history) states per lattice while rescoring")
     max_image_bytes: int = Field(10_000_000, description="largest /v1/caption upload")
     max_image_pixels: int = Field(40_000_000, description="decoded pixels per image (decompression-bomb guard)")
     default_captioner: str | None = Field(None, description="captioner used when a request names none")
@@ -95,6 +105,10 @@ class Settings(BaseSettings):
             batching[name] = BatchSettings(default.max_items if size is None else size,
                                            default.max_wait_s if wait_ms is None else wait_ms / 1000)
         return batching
+
+    def precision_of(self, model_id: str) -> str:
+        """The precision setting that applies to a model: its own, else the service's."""
+        return self.model_precision.get(model_id, self.precision)
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
