@@ -4,13 +4,17 @@ being written or replaced, `models.artifacts.staged_model_directory`), described
 (`models.registry.inspect_model`: nothing is built on the CPU a second time). A directory that
 cannot be a model is skipped and reported; one the workers then fail to load is dropped the
 same way (`drop_failed`), and the rest serve. The catalogue keeps only what the HTTP layer
-needs: ids, types, tasks, revisions, metrics and a default per type (and why it is the default)."""
+needs: ids, types, tasks, revisions, precisions, metrics and a default per type (and why it is
+the default). Each model's precision is settled here (the settings, its config.json, the
+devices) and the workers load it at that precision."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from app.engine.pool import plan_devices
 from app.errors import ApiError
 from models.artifacts import model_directories_in
 from models.registry import CAPTION, GENERATE, SCORE, ModelFacts, described_as, inspect_model
@@ -58,12 +62,15 @@ class ModelStore:
     failures: dict[str, str] = field(default_factory=dict)  # model id -> why it did not load
 
     @classmethod
-    def discover(cls, models_dirs: list[Path], preferred_defaults: dict[str, str | None]) -> "ModelStore":
+    def discover(cls, models_dirs: list[Path], preferred_defaults: dict[str, str | None],
+                 precision_of: Callable[[str], str] = lambda model_id: "auto", on_cpu: bool = True) -> "ModelStore":
+        """`precision_of(model id)` is the precision setting that applies to a model; `on_cpu`,
+        whether every worker runs on the CPU (int8 needs it)."""
         store = cls()
         directories = model_directories(models_dirs)
         for model_id, directory in directories.items():
             try:
-                store.models[model_id] = inspect_model(directory)
+                store.models[model_id] = inspect_model(directory, precision_of(model_id), on_cpu)
                 logger.info("found model %s in %s", model_id, directory)
             except Exception as error:  # noqa: BLE001 - whatever a broken directory raises, the others serve
                 store.failures[model_id] = f"{type(error).__name__}: {error}"
@@ -105,6 +112,10 @@ class ModelStore:
         """What the workers load: every model that loaded here."""
         return {model_id: info.path for model_id, info in self.models.items()}
 
+    def precisions(self) -> dict[str, str]:
+        """What the workers compute each model in."""
+        return {model_id: info.precision for model_id, info in self.models.items()}
+
     def resolve(self, model_id: str | None, task: str, param: str = "model") -> ModelFacts:
         """The model a request names for `task` (or the default of the task's type); 404 if
         there is none, 422 if it cannot do the task."""
@@ -129,4 +140,5 @@ def default_preferences(settings) -> dict[str, str | None]:
 
 def discover_models(settings) -> ModelStore:
     """The catalogue of the directories `settings` names."""
-    return ModelStore.discover(settings.model_directories(), default_preferences(settings))
+    on_cpu = all(device == "cpu" for device in plan_devices(settings.device, 1))
+    return ModelStore.discover(settings.model_directories(), default_preferences(settings), settings.precision_of, on_cpu)

@@ -282,7 +282,9 @@ class ModelCard(BaseModel):
     type: str
     level: str | None = None
     default: bool
-    revision: str
+    revision: str = Field(description="names the weights and the precision; cache keys include it")
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="what the model computes in: fp32, or int8 recurrent and output layers (docs/quantization.md)")
     parameters: int
     metrics: dict
     example_prompt: str | None = Field(None, description="a prompt that suits the model (its config.json's example_prompt)")

@@ -7,6 +7,8 @@ sentences (what the server's dynamic batching does), measured in the same run.
 
 Sentences are the first --sentences non-empty lines of --data (each scored from the start
 token through the end token, as the service does); a char model scores the same lines.
+`--precisions fp32 int8` measures each recurrent model at each precision (`models.quantization`;
+n-gram models have one).
 Prints a table, writes bench/results/score-cpu.{md,json,png}.
 """
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from models.registry import load_model
+from models.quantization import FP32, PRECISIONS
+from models.registry import MODEL_TYPES, load_model
 from training.cli import parser_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-chars", type=int, default=400, help="longer lines are cut to this many characters")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch in the batched measurement")
     parser.add_argument("--seconds", type=float, default=5.0, help="minimum measuring time per setting")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=[FP32],
+                        help="what each recurrent model computes in, each measured in the same run")
     parser.add_argument("--output", default="score-cpu", help="name of the result files in bench/results/")
     return parser
 
@@ -61,19 +66,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     texts = sentences_from(args.data, args.sentences, args.max_chars)
     rows = []
-    for directory in args.models:
+    runs = [(directory, precision) for directory in args.models for precision in args.precisions]
+    for directory, precision in runs:
         loaded = load_model(directory, "cpu")
+        if precision != FP32:
+            if not MODEL_TYPES[loaded.model_type].quantizable:
+                continue  # one precision only: measured in the fp32 run
+            loaded = load_model(directory, "cpu", precision)
         encoded = [loaded.encode_text(text, add_start=True, add_end=True).ids for text in texts]
         tokens_per_pass = sum(len(ids) - 1 for ids in encoded)
         loaded.score(encoded[:4])  # warm-up
         single = tokens_per_second(loaded, encoded, 1, args.seconds)
         batched = tokens_per_second(loaded, encoded, args.batch_size, args.seconds)
-        rows.append({"model": loaded.model_id, "type": loaded.model_type, "tokens_per_pass": tokens_per_pass,
+        rows.append({"model": loaded.model_id, "type": loaded.model_type, "precision": loaded.precision, "tokens_per_pass": tokens_per_pass,
                      "one_at_a_time_tok_s": round(single), "batched_tok_s": round(batched), "ratio": round(batched / single, 2)})
         print(rows[-1], flush=True)
 
-    header = f"| model | one sentence at a time (tok/s) | batches of {args.batch_size} (tok/s) | batched ÷ one |\n|---|---:|---:|---:|\n"
-    table = header + "".join(f"| {r['model']} | {r['one_at_a_time_tok_s']:,} | {r['batched_tok_s']:,} | {r['ratio']}× |\n" for r in rows)
+    header = f"| model | precision | one sentence at a time (tok/s) | batches of {args.batch_size} (tok/s) | batched ÷ one |\n|---|---|---:|---:|---:|\n"
+    table = header + "".join(f"| {r['model']} | {r['precision']} | {r['one_at_a_time_tok_s']:,} | {r['batched_tok_s']:,} | {r['ratio']}× |\n" for r in rows)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {len(texts)} sentences of {args.data.name}"
     print(table)
     RESULTS.mkdir(exist_ok=True)
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     positions = range(len(rows))
     axis.bar([p - 0.2 for p in positions], [r["one_at_a_time_tok_s"] for r in rows], width=0.4, label="one at a time")
     axis.bar([p + 0.2 for p in positions], [r["batched_tok_s"] for r in rows], width=0.4, label=f"batches of {args.batch_size}")
-    axis.set_xticks(list(positions), [r["model"] for r in rows], rotation=15)
+    axis.set_xticks(list(positions), [f"{r['model']} ({r['precision']})" for r in rows], rotation=15)
     axis.set(ylabel="tokens scored per second", yscale="log", title="Scoring throughput on the CPU")
     axis.legend()
     figure.tight_layout()

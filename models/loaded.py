@@ -23,6 +23,7 @@ class LoadedModel:
     revision: str
     path: Path
     spelling: Any = None  # models.spelling.SpellingModel of a word model, when it has one
+    precision: str = "fp32"  # models.quantization.PRECISIONS
     parameters: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -139,8 +139,8 @@ def check_export_target(directory: Path, force: bool, run_dir: Path | None = Non
 
 def add_export_options(group, default_dir: str, improvement: str) -> None:
     """The options every trainer shares about its export: where the best model goes when training
-    ends, whether it is replaced after every improving epoch, and whether an existing model may be
-    replaced. `default_dir` names the run directory's export, `improvement` what improves."""
+    ends, whether it is replaced after every improving epoch, whether an existing model may be
+    replaced, and the precision the service computes it in. `default_dir` names the run directory's export, `improvement` what improves."""
     group.add_argument("--export-dir", type=Path, default=None,
                        help=f"where the best model goes when training ends (default: {default_dir}, where every "
                             "improving epoch is exported meanwhile)")
@@ -148,3 +148,6 @@ def add_export_options(group, default_dir: str, improvement: str) -> None:
                        help=f"replace the --export-dir model after every epoch that improves {improvement}, not only at the "
                             "end (a server that reloads meanwhile serves that epoch's weights)")
     group.add_argument("--force", action="store_true", help="replace a model already in the export directory")
+    group.add_argument("--serving-precision", choices=["fp32", "int8"], default="fp32",
+                       help="what the service computes the model in when RNNSERVE_PRECISION is auto, recorded in config.json "
+                            "(int8: recurrent and output layers quantized at load on CPU workers; docs/quantization.md)")

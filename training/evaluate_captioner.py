@@ -2,6 +2,9 @@
 strategy, captions tokenized as in training (NLTK Treebank words, lower case, no punctuation).
 
     python -m training.evaluate_captioner weights/flickr8k-captioner --data ../shared/data/flickr8k --split dev
+
+`--precision int8` decodes with the decoder's recurrent and output layers in int8 (as the service
+serves it with RNNSERVE_PRECISION=int8); the image encoder stays fp32.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from models.captioning.captioner import load_captioner
+from models.artifacts import CheckpointError
 from models.captioning.decoding import NO_REPEAT_NGRAM_SIZE, beam_search, has_repeated_ngram, sample_captions
 from models.captioning.images import load_image
+from models.quantization import PRECISIONS
+from models.registry import load_model
 from models.sampling import SamplingParams
 from training.caption_data import caption_tokens, read_flickr8k
 from training.caption_metrics import caption_scores
@@ -44,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-repeat-ngram-size", type=int, default=NO_REPEAT_NGRAM_SIZE,
                         help="beam search never repeats an n-gram of this many words in a caption (0: off)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="what the decoder computes in (int8: recurrent and output layers, CPU only)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    loaded = load_captioner(args.checkpoint, args.device)
+    loaded = load_model(args.checkpoint, args.device, args.precision)
+    if loaded.model_type != "captioner":
+        raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a captioner")
     images = read_flickr8k(args.data)[args.split][: args.limit]
     references = {image.image_id: [" ".join(caption_tokens(c)) for c in image.captions] for image in images}
     hypotheses: dict[str, dict[str, str]] = {strategy: {} for strategy in args.strategies}
@@ -64,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
                     repeats[strategy] += has_repeated_ngram(ids, 3)
     results = {strategy: {k: round(v, 4) for k, v in caption_scores(references, hyps).items()} | {"repeated_trigram_captions": repeats[strategy]}
                for strategy, hyps in hypotheses.items()}
-    print(json.dumps({"model": loaded.model_id, "split": args.split, "images": len(images),
+    print(json.dumps({"model": loaded.model_id, "precision": loaded.precision, "split": args.split, "images": len(images),
                       "no_repeat_ngram_size": args.no_repeat_ngram_size, "results": results}, indent=2))
     return results
 

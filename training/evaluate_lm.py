@@ -9,6 +9,13 @@ gets the remaining weight), `--interpolate MODEL --tune-on VALID` chooses the we
     python -m training.evaluate_lm wikitext2-lstm --data ../shared/data/wikitext-2/test.txt \
         --interpolate runs/ngram/wikitext2-kn5 --tune-on ../shared/data/wikitext-2/valid.txt
 
+`--precision int8` scores with the model's recurrent and output layers in int8 (as the service
+serves it with RNNSERVE_PRECISION=int8); `--compare-precision fp32` also scores every token at that
+other precision and reports the perplexity ratio and the per-token |Δ log p| (docs/quantization.md):
+
+    python -m training.evaluate_lm wikitext2-lstm --data ../shared/data/wikitext-2/test.txt \
+        --precision int8 --compare-precision fp32
+
 The file is read like the model's training read its corpus (one <eos> per line for word
 models, through the service's tokenizer when training tokenized raw text; every character for
 char models) and scored as one stream with the hidden state carried across lines; the
@@ -26,6 +33,7 @@ import torch
 
 from models.artifacts import CheckpointError
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
+from models.quantization import PRECISIONS
 from models.registry import is_language_model, load_model
 from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT
 from training.cli import UsageError, parser_for, resolve_model, run_cli
@@ -41,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parallel streams the text is split into (the value training reports with)")
     parser.add_argument("--bptt", type=int, default=EVAL_BPTT, help="tokens scored per step of each stream")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="what the model computes in (int8: recurrent and output layers, CPU only)")
+    parser.add_argument("--compare-precision", choices=PRECISIONS, default=None,
+                        help="also score every token at this precision, one stream (batch size 1), and report the "
+                             "perplexity ratio and the per-token |Δ log p| (default: no comparison)")
     parser.add_argument("--interpolate", action="append", default=[], metavar="MODEL:WEIGHT",
                         help="mix this model in per token with this weight (repeat; the first model gets the rest)")
     parser.add_argument("--tune-on", type=Path, default=None,
@@ -51,17 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    loaded = load_model(args.checkpoint, args.device)
+    loaded = load_model(args.checkpoint, args.device, args.precision)
     if not is_language_model(loaded.model_type):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
     # Read the file exactly as the model's training read its corpus.
     tokens = read_tokens(args.data, loaded.tokenizer, model_reads_raw_text(loaded.config))
     ids = torch.tensor(loaded.vocab.encode(tokens), dtype=torch.long)
     started = time.time()
-    loss = loaded.stream_loss(ids, args.batch_size, args.bptt, args.device)
+    measured = loaded.stream_token_logprobs(ids, args.bptt, args.device) if args.compare_precision else None
+    if measured is not None and args.batch_size == 1:  # the same stream: its loss is these tokens' mean
+        loss = float(-measured.mean())
+    else:
+        loss = loaded.stream_loss(ids, args.batch_size, args.bptt, args.device)
     seconds = time.time() - started
     result = {
         "model": loaded.model_id,
+        "precision": loaded.precision,
         "data": str(args.data),
         "tokens": int(ids.numel()),
         "oov_tokens": int((ids == loaded.vocab.unk_id).sum()),
@@ -73,10 +91,25 @@ def main(argv: list[str] | None = None) -> dict:
         # Per word (whitespace-separated, one <eos> per line), comparable with word models.
         words = count_words(args.data)
         result.update(words=words, word_perplexity=word_perplexity(loss, ids.numel(), words))
+    if args.compare_precision:
+        other = load_model(args.checkpoint, args.device, args.compare_precision)
+        result["comparison"] = precision_gap(other.stream_token_logprobs(ids, args.bptt, args.device), measured, other.precision)
     if args.interpolate:
         result["interpolation"] = interpolated(loaded, args, result["perplexity"])
     print(json.dumps(result, indent=2))
     return result
+
+
+def precision_gap(reference: np.ndarray, measured: np.ndarray, reference_precision: str) -> dict:
+    """How far per-token log-probabilities (natural log) at one precision are from another's on
+    the same tokens: the loss difference (nats per token), the perplexity ratio and |Δ log p|."""
+    difference = np.abs(measured - reference)
+    loss_gap = float(reference.mean() - measured.mean())
+    return {"against": reference_precision, "tokens": int(len(reference)),
+            "loss_nats_per_token": round(float(-measured.mean()), 5), "reference_loss_nats_per_token": round(float(-reference.mean()), 5),
+            "loss_difference_nats": round(loss_gap, 5), "perplexity_ratio": round(float(np.exp(loss_gap)), 5),
+            "abs_logprob_difference_max": round(float(difference.max()), 5),
+            "abs_logprob_difference_mean": round(float(difference.mean()), 6)}
 
 
 def parse_mixture(specs: list[str], tune: bool) -> list[tuple[Path, float | None]]:

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from models.artifacts import CheckpointError
+from models.quantization import PRECISIONS
 from models.registry import is_language_model, load_model
 from training.cli import parser_for, resolve_model, run_cli
 
@@ -61,7 +62,7 @@ def evaluate(loaded, pairs: list[dict], group_by: str | None = None, add_end: bo
     correct = [g > b for g, b in zip(good, bad)]
     spelled = (unknown_words == "spell" and getattr(loaded, "spelling", None) is not None
                and loaded.tokenizer.spells_unknown_words)
-    result = {"model": loaded.model_id, "unknown_words": "spell" if spelled else "unk",
+    result = {"model": loaded.model_id, "precision": loaded.precision, "unknown_words": "spell" if spelled else "unk",
               "pairs": len(pairs), "correct": sum(correct), "accuracy": round(sum(correct) / len(pairs), 4)}
     if group_by:
         groups: dict[str, list[bool]] = defaultdict(list)
@@ -81,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell",
                         help="score a word outside the vocabulary with the spelling model (spell) or as <unk> alone (unk)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="what a recurrent model computes in (int8: recurrent and output layers, CPU only)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    loaded = load_model(args.checkpoint, args.device)
+    loaded = load_model(args.checkpoint, args.device, args.precision)
     if not is_language_model(loaded.model_type):
         raise CheckpointError(f"{args.checkpoint} is a {loaded.model_type}, not a language model")
     result = evaluate(loaded, read_pairs(args.pairs), args.group_by, add_end=not args.no_end_token, unknown_words=args.unknown_words)

@@ -245,7 +245,7 @@ class CaptionTrainer:
         os.replace(temporary, self.last_path)
 
     def export(self, metrics: dict) -> None:
-        extra = {"model_id": self.export_dir.name, "metrics": metrics,
+        extra = {"model_id": self.export_dir.name, "serving_precision": self.args.serving_precision, "metrics": metrics,
                  "provenance": {"data": self.source, "train_images": len(self.train_images), "dev_images": len(self.dev_images),
                                 "epochs": self.state["epoch"], "seed": self.args.seed,
                                 "command": "python -m training.train_captioner " + " ".join(sys.argv[1:]),

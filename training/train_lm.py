@@ -388,7 +388,8 @@ class Trainer:
             save_language_model(
                 staging, self.evaluated_model().cpu(), self.corpus.vocab,
                 with_start_context(self.tokenizer_config, self.corpus),
-                {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "provenance": provenance, "metrics": metrics,
+                {"model_id": self.model_id, **corpus_reading(self.tokenize_raw), "serving_precision": self.args.serving_precision,
+                 "provenance": provenance, "metrics": metrics,
                  **({"example_prompt": self.args.example_prompt} if self.args.example_prompt else {})},
                 weights_dtype=self.args.weights_dtype, files=self.tokenizer_files(),
             )

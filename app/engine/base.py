@@ -112,8 +112,10 @@ class Engine(Protocol):
     async def abort(self, request_id: str) -> bool:
         """Stop a request in flight; False when no such request is in flight."""
 
-    async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
-        """Serve these model directories from now on; returns the models that failed to load."""
+    async def load_models(self, paths: dict[str, Path], revisions: dict[str, str],
+                          precisions: dict[str, str] | None = None) -> dict[str, str]:
+        """Serve these model directories from now on, each at its precision (fp32 when not
+        named); returns the models that failed to load."""
 
     def health(self) -> EngineHealth: ...
 

@@ -58,6 +58,7 @@ class LoadModels:
     request_id: str
     paths: dict[str, Path]
     revisions: dict[str, str]
+    precisions: dict[str, str] = field(default_factory=dict)  # model id -> what it computes in (fp32 when absent)
 
 
 @dataclass

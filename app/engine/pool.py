@@ -362,20 +362,22 @@ class WorkerPool:
             self._release(request)  # the worker drops its rows and queued jobs at its next step
         return bool(parts)
 
-    async def load_models(self, paths: dict[str, Path], revisions: dict[str, str]) -> dict[str, str]:
+    async def load_models(self, paths: dict[str, Path], revisions: dict[str, str],
+                          precisions: dict[str, str] | None = None) -> dict[str, str]:
         """Make every worker serve `paths` (a reload); returns the models some worker could not
         load, with why. Sequences already running finish on the weights they started with.
         Workers started later (restarts) load the new set."""
-        self.worker_configs = [dataclasses.replace(c, model_paths=dict(paths)) for c in self.worker_configs]
+        precisions = dict(precisions or {})
+        self.worker_configs = [dataclasses.replace(c, model_paths=dict(paths), model_precisions=precisions) for c in self.worker_configs]
         failures: dict[str, str] = {}
         waiting = []
         for handle in list(self.workers.values()):
-            handle.config = dataclasses.replace(handle.config, model_paths=dict(paths))
+            handle.config = dataclasses.replace(handle.config, model_paths=dict(paths), model_precisions=precisions)
             if not (handle.ready and handle.alive()):
                 continue  # it loads the new set when it (re)starts
             request = PendingRequest(f"reload-{uuid.uuid4().hex}", handle.config.worker_id)
             self.requests[request.request_id] = request
-            handle.inbox.put(LoadModels(request.request_id, dict(paths), dict(revisions)))
+            handle.inbox.put(LoadModels(request.request_id, dict(paths), dict(revisions), precisions))
             waiting.append((handle, request))
         deadline = time.monotonic() + max(self.timeout_s, 300.0)
         for handle, request in waiting:

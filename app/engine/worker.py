@@ -12,7 +12,7 @@ import logging
 import os
 import queue
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,15 +38,17 @@ class WorkerConfig:
     threads: int | None = None
     prompt_cache_bytes: int = 0  # per model: states after prompts read (app.engine.prompt_cache)
     single_thread_rows: int = 0  # CPU generation steps with at most this many live rows run on one thread (0: never)
+    model_precisions: dict[str, str] = field(default_factory=dict)  # model id -> what it computes in (fp32 when absent)
 
 
-def load_models(paths: dict[str, Path], device: str) -> tuple[dict, dict[str, str]]:
-    """Load the models the catalogue accepted; one that fails here (out of device memory, a
-    file changed since) is reported and skipped, never fatal to the worker."""
+def load_models(paths: dict[str, Path], device: str, precisions: dict[str, str] | None = None) -> tuple[dict, dict[str, str]]:
+    """Load the models the catalogue accepted, each at its precision (fp32 when not named); one
+    that fails here (out of device memory, a file changed since) is reported and skipped, never
+    fatal to the worker."""
     models, failures = {}, {}
     for model_id, directory in paths.items():
         try:
-            models[model_id] = load_model(directory, device)
+            models[model_id] = load_model(directory, device, (precisions or {}).get(model_id, "fp32"))
         except Exception as error:  # noqa: BLE001 - the other models still serve
             failures[model_id] = f"{type(error).__name__}: {error}"
             logger.error("worker could not load %s: %s", model_id, failures[model_id])
@@ -104,7 +106,7 @@ class WorkerLoop:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self.threads = torch.get_num_threads()
-        self.models, failures = load_models(self.config.model_paths, self.config.device)
+        self.models, failures = load_models(self.config.model_paths, self.config.device, self.config.model_precisions)
         self.batchers = {
             model_id: ContinuousBatcher(loaded, self.config.max_batch_size, self.config.limits, self.config.prompt_cache_bytes)
             for model_id, loaded in self.models.items()
@@ -168,7 +170,7 @@ class WorkerLoop:
         self.run_due_work(flush_batches=True)
         wanted = message.paths
         changed = {m: p for m, p in wanted.items() if m not in self.models or self.models[m].revision != message.revisions.get(m)}
-        loaded, failures = load_models(changed, self.config.device)
+        loaded, failures = load_models(changed, self.config.device, message.precisions)
         for model_id in [m for m in self.models if m not in wanted or m in loaded]:
             old = self.batchers.pop(model_id, None)
             if old is not None and old.busy:

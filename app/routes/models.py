@@ -23,6 +23,7 @@ def model_cards(store: ModelStore) -> list[ModelCard]:
             level=info.level,
             default=store.defaults.get(info.public_type) == model_id,
             revision=info.revision,
+            precision=info.precision,
             parameters=info.parameters,
             metrics=info.metrics,
             example_prompt=info.example_prompt,
@@ -53,7 +54,7 @@ async def reload_models(request: Request, settings: SettingsDep, store: StoreDep
     async with lock:
         old = state.store
         fresh = await asyncio.to_thread(discover_models, settings)
-        worker_failures = await engine.load_models(fresh.paths(), {m: i.revision for m, i in fresh.models.items()})
+        worker_failures = await engine.load_models(fresh.paths(), {m: i.revision for m, i in fresh.models.items()}, fresh.precisions())
         fresh.drop_failed(worker_failures, default_preferences(settings))
         state.store = fresh
     added = sorted(set(fresh.models) - set(old.models))

@@ -128,3 +128,16 @@ def test_settings_ab_runs_each_variant_on_the_same_requests(tmp_path, tiny_model
     assert "÷ shipped" in (tmp_path / "settings-ab-cpu.md").read_text()
     with pytest.raises(SystemExit):  # a setting is an RNNSERVE_ variable with a value
         settings_ab(["--variant", "a", "--variant", "b", "SINGLE_THREAD_ROWS=0"])
+
+
+def test_lattice_rescoring_benchmark_agrees_with_every_path_when_nothing_merges(tmp_path, tiny_model_path):
+    from bench.lattice_rescoring import main as lattice_rescoring
+    from tests.conftest import TESTS_DIR
+
+    rows = lattice_rescoring([str(tiny_model_path), "--nbest", str(TESTS_DIR / "data" / "nbest-ptb-dev-slice.jsonl"),
+                              "--orders", "2", "1000", "--beams", "inf", "--joins", "1", "--max-paths", "50", "--repeats", "1",
+                              "--lm-weight", "1", "--word-insertion-penalty", "0", "--output-dir", str(tmp_path)])
+    wer = {row["method"]: row["wer"] for row in rows}
+    assert wer["lattice rescoring, order 1000, beam inf, one call per lattice"] == wer["every path scored, one call per lattice"]
+    assert wer["lattice oracle (its best path)"] <= min(wer.values())
+    assert (tmp_path / "lattice-rescoring.md").exists() and (tmp_path / "lattice-rescoring.png").exists()

@@ -5,17 +5,18 @@ import torch
 from app.engine.batcher import ContinuousBatcher
 from app.engine.lm_tasks import TokenLimits
 from app.engine.messages import ChoiceFinished, GenerateJob, TokenEvent
-from models.checkpoint import load_language_model
 from models.generation import generate
+from models.registry import load_model
 from models.sampling import SamplingParams
 
 LIMITS = TokenLimits(max_prompt_tokens=512, max_score_tokens=512)
 PROMPTS = ["the cat", "a small child walked", "my friend looked at the", "the old man"]
 
 
-@pytest.fixture(scope="module")
-def loaded(tiny_model_path):
-    return load_language_model(tiny_model_path)
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def loaded(tiny_model_path, request):
+    """Every golden test at every precision (int8: models.quantization)."""
+    return load_model(tiny_model_path, "cpu", request.param)
 
 
 def solo(loaded, prompt: str, params: SamplingParams) -> list[str]:

@@ -148,3 +148,24 @@ def test_the_service_lists_scores_and_generates_with_it(pieces_model):
         assert "".join(e["choices"][0]["text"] for e in events[:-2]) == whole
     finally:
         client.__exit__(None, None, None)
+
+
+def test_in_int8_it_scores_and_generates_the_same_alone_or_batched(pieces_model):
+    """A SentencePiece model served in int8 (models.quantization): a text's scores and a seeded
+    generation are the same alone or among others, and close to fp32's."""
+    from models.generation import generate
+    from models.registry import load_model
+
+    fp32, int8 = load_language_model(pieces_model[0]), load_model(pieces_model[0], "cpu", "int8")
+    assert int8.precision == "int8" and int8.revision != fp32.revision
+    texts = ["Oyelaran sat on the mat .", "Dvořák ran to the door .", "a bird looked at Zanzibar ."]
+    encoded = [int8.encode_text(text, add_start=True, add_end=True).ids for text in texts]
+    together = int8.score(encoded)
+    for ids, result, reference in zip(encoded, together, fp32.score(encoded)):
+        assert int8.score([ids])[0].token_logprobs == result.token_logprobs
+        assert max(abs(a - b) for a, b in zip(result.token_logprobs, reference.token_logprobs)) < 0.5
+    params = [SamplingParams(strategy="multinomial", seed=seed, max_tokens=10) for seed in range(3)]
+    prompts = [ids[:3] for ids in encoded]
+    batched = generate(int8.model, int8.vocab, int8.tokenizer, prompts, params)
+    for prompt, p, completion in zip(prompts, params, batched):
+        assert generate(int8.model, int8.vocab, int8.tokenizer, [prompt], [p])[0].token_ids == completion.token_ids

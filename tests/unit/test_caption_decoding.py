@@ -1,4 +1,5 @@
 """Beam search never repeats a word n-gram inside a caption when asked not to."""
+import pytest
 import torch
 
 from models.captioning.decoder import CaptionDecoder, CaptionDecoderConfig
@@ -37,14 +38,18 @@ def test_beam_search_blocks_repeated_trigrams():
         assert order == sorted(order)
 
 
-def test_sampled_captions_are_the_same_alone_or_batched_whatever_their_lengths():
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_sampled_captions_are_the_same_alone_or_batched_whatever_their_lengths(precision):
     """Rows of different max_tokens (0 included) and strategies: each row's caption and log-probability
-    equal what it gets alone, although rows leave the batch at different steps."""
+    equal what it gets alone, although rows leave the batch at different steps, at every precision."""
     from models.captioning.decoding import sample_captions
+    from models.quantization import to_int8
     from models.sampling import SamplingParams
 
     torch.manual_seed(1)
     decoder = CaptionDecoder(CaptionDecoderConfig(vocab_size=8, feature_dim=6, embedding_dim=8, hidden_dim=12, attention_dim=4, dropout=0.0)).eval()
+    if precision == "int8":
+        decoder = to_int8(decoder)
     features = torch.randn(5, 4, 6)
     params = [SamplingParams(strategy="multinomial", seed=3, max_tokens=9), SamplingParams(strategy="argmax", max_tokens=0),
               SamplingParams(strategy="argmax", max_tokens=2), SamplingParams(strategy="top_k", top_k=3, seed=5, max_tokens=12),

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from models.generation import CompletionTracker, generate
+from models.quantization import to_int8
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.sampling import SamplingParams
 from models.tokenizers import TokenizerConfig, make_tokenizer
@@ -11,11 +12,13 @@ VOCAB = Vocabulary.build([f"w{i}" for i in range(40)])
 TOKENIZER = make_tokenizer(TokenizerConfig(style="plain"))
 
 
-@pytest.fixture(scope="module")
-def model() -> RNNLanguageModel:
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def model(request) -> RNNLanguageModel:
+    """The golden tests hold at every precision (int8: models.quantization)."""
     torch.manual_seed(0)
     config = LanguageModelConfig(vocab_size=len(VOCAB), embedding_dim=16, hidden_dim=32, num_layers=2, dropout=0.0)
-    return RNNLanguageModel(config).eval()
+    model = RNNLanguageModel(config).eval()
+    return to_int8(model) if request.param == "int8" else model
 
 
 PROMPTS = [[3, 5, 6, 7], [3, 9], [3, 10, 11, 12, 13, 14], [3]]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.prefix_scoring import distinct_prefixes, score_prefix_tree, shares_prefixes
+from models.quantization import to_int8
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.scoring import score_sequences
 
@@ -24,12 +25,15 @@ def random_nbest(rng: random.Random, vocab_size: int, lists: int, size: int) -> 
     return sequences
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
 @pytest.mark.parametrize("cell, head", [("lstm", "linear"), ("gru", "linear"), ("rnn", "linear"), ("lstm", "adaptive")])
-def test_the_tree_gives_flat_scoring_per_token(cell, head):
+def test_the_tree_gives_flat_scoring_per_token(cell, head, precision):
     torch.manual_seed(0)
     config = LanguageModelConfig(vocab_size=60, embedding_dim=16, hidden_dim=24, num_layers=2, cell=cell, dropout=0.0,
                                  head=head, adaptive_cutoffs=(20,) if head == "adaptive" else ())
     model = RNNLanguageModel(config).eval()
+    if precision == "int8":
+        model = to_int8(model)
     rng = random.Random(7)
     for _ in range(5):
         sequences = random_nbest(rng, 60, lists=rng.randint(1, 4), size=rng.randint(2, 12))
