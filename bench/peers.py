@@ -19,6 +19,8 @@ others it is the whole request) pool every round's requests. Engines:
 
   rnnserve             the service, POST /v1/generate (continuous batching, worker process)
   rnnserve-stream      the same server, "stream": true
+  rnnserve-int8        a second server of the service computing in int8 (RNNSERVE_PRECISION=int8:
+                       int8 recurrent and output layers, docs/quantization.md); the others are fp32
   litserve-dynamic     LitServe's dynamic batcher around models.generation.generate
                        (--litserve-batch-size, 32 by default; its best setting up to 32 clients)
   litserve-dynamic-N   the same with max_batch_size N (128: its best setting at 128 clients)
@@ -124,13 +126,14 @@ class Process:
         self.log.close()
 
 
-def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path, device: str = "cpu", settings: dict[str, str] | None = None) -> Process:
+def start_rnnserve(model_dir: Path, max_batch_size: int, log_dir: Path, device: str = "cpu", settings: dict[str, str] | None = None,
+                   precision: str = "fp32") -> Process:
     """The service over `model_dir`'s models; `settings`: more RNNSERVE_* variables."""
     port = free_port()
     env = {"RNNSERVE_DEVICE": device, "RNNSERVE_MODELS_DIR": str(model_dir.parent), "RNNSERVE_SERVE_SHIPPED_MODELS": "false", "RNNSERVE_LOG_LEVEL": "WARNING",
            "RNNSERVE_REQUEST_TIMEOUT_S": "600", "RNNSERVE_MAX_IN_FLIGHT_PER_WORKER": "4096", "RNNSERVE_MAX_BATCH_SIZE": str(max_batch_size),
            # Every request computed, as by the peer (the benchmark repeats texts; scoring is deterministic).
-           "RNNSERVE_CACHE_MAX_ENTRIES": "0"} | (settings or {})
+           "RNNSERVE_CACHE_MAX_ENTRIES": "0", "RNNSERVE_PRECISION": precision} | (settings or {})
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log"]
     return Process(command, env, port, "/readyz", log_dir / f"rnnserve-{port}.log")
@@ -159,7 +162,7 @@ async def send(client: httpx.AsyncClient, engine: str, model: str, prompt: str, 
     first = None
     if engine.startswith("rnnserve"):
         body = {"model": model, "prompt": prompt, "max_tokens": length, "min_tokens": length, "strategy": "multinomial"}
-        if engine == "rnnserve":
+        if engine != "rnnserve-stream":
             response = await client.post("/v1/generate", json=body)
             response.raise_for_status()
             tokens = response.json()["usage"]["completion_tokens"]
@@ -293,7 +296,7 @@ def paired_ratios(rows: list[dict]) -> None:
 
 async def send_score(client: httpx.AsyncClient, engine: str, model: str, texts: list[str]) -> Timing:
     started = time.perf_counter()
-    if engine == "rnnserve-score":
+    if engine.startswith("rnnserve-score"):
         response = await client.post("/v1/score", json={"model": model, "texts": texts})
     else:
         response = await client.post("/predict", json={"texts": texts})
@@ -362,7 +365,7 @@ def score_table(rows: list[dict]) -> str:
     lines = ["| model | clients | engine | sentences/s | ÷ LitServe | p50 / p99 s |", "|---|---:|---|---:|---:|---|"]
     for row in rows:
         peers = [r["sentences_per_s"] for r in rows if r["engine"] == "litserve-score" and (r["model"], r["concurrency"]) == (row["model"], row["concurrency"])]
-        ratio = f"{row['sentences_per_s'] / peers[0]:.2f}×" if peers and row["engine"] == "rnnserve-score" else ""
+        ratio = f"{row['sentences_per_s'] / peers[0]:.2f}×" if peers and row["engine"].startswith("rnnserve-score") else ""
         lines.append(f"| {row['model']} | {row['concurrency']} | {row['engine']} | {row['sentences_per_s']:.0f} | {ratio} | "
                      f"{row['p50_s']:.3f} / {row['p99_s']:.3f} |")
     return "\n".join(lines)
@@ -373,9 +376,11 @@ def run_scoring(args, model: str, log_dir: Path) -> list[dict]:
     around the same scoring code."""
     rows = []
     model_dir = args.models_dir / model
-    for engine in ("rnnserve-score", "litserve-score"):
-        if engine == "rnnserve-score":
-            server = start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
+    engines = ["rnnserve-score"] + (["rnnserve-score-int8"] if args.score_int8 else []) + ["litserve-score"]
+    for engine in engines:
+        if engine.startswith("rnnserve-score"):
+            server = start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device,
+                                    precision="int8" if engine.endswith("int8") else "fp32")
         else:
             server = start_litserve(model_dir, "score", args.litserve_score_batch_size, args.litserve_score_batch_timeout,
                                     args.litserve_threads, log_dir, args.device)
@@ -394,13 +399,16 @@ def run_scoring(args, model: str, log_dir: Path) -> list[dict]:
 
 
 def server_key(engine: str) -> str:
-    """Engines served by one server share it (the service answers both rnnserve engines)."""
+    """Engines served by one server share it (the fp32 service answers rnnserve and
+    rnnserve-stream; rnnserve-int8 is a server of its own)."""
+    if engine == "rnnserve-int8":
+        return engine
     return "rnnserve" if engine.startswith("rnnserve") else engine
 
 
 def start_engine(engine: str, model_dir: Path, args: argparse.Namespace, log_dir: Path) -> Process:
     if engine.startswith("rnnserve"):
-        return start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device)
+        return start_rnnserve(model_dir, args.max_batch_size, log_dir, args.device, precision="int8" if engine == "rnnserve-int8" else "fp32")
     mode, _, size_given = engine.removeprefix("litserve-").partition("-")
     size = int(size_given) if size_given else args.litserve_batch_size if mode == "dynamic" else args.max_batch_size
     return start_litserve(model_dir, mode, size, args.litserve_batch_timeout, args.litserve_threads, log_dir, args.device)
@@ -424,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds LitServe's dynamic batcher waits to fill a batch")
     parser.add_argument("--litserve-threads", type=int, default=None, help="torch threads in LitServe's worker (default: torch's)")
     parser.add_argument("--score-concurrency", type=int, nargs="*", default=[1, 8, 32], help="clients for scoring (none: skip)")
+    parser.add_argument("--score-int8", action="store_true",
+                        help="also score through a server computing in int8 (rnnserve-score-int8)")
     parser.add_argument("--texts-per-request", type=int, default=8, help="sentences in each scoring request")
     parser.add_argument("--score-data", type=Path, default=SCORE_DATA, help="sentences to score, one per line")
     parser.add_argument("--litserve-score-batch-size", type=int, default=8, help="requests per LitServe scoring batch")
