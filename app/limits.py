@@ -40,6 +40,9 @@ class RequestLimits:
     max_lattice_nodes: int = 10_000
     max_lattice_links: int = 50_000
     max_lattice_states: int = 100_000
+    max_session_items: int = 1024
+    max_session_candidates: int = 256
+    max_session_top_k: int = 100
 
     @classmethod
     def from_settings(cls, settings) -> "RequestLimits":
@@ -47,7 +50,8 @@ class RequestLimits:
                    settings.max_caption_tokens, settings.max_beam_size, settings.max_score_texts,
                    settings.max_rescore_utterances, settings.max_rescore_hypotheses, settings.max_rescore_hypotheses_total,
                    settings.max_prompt_tokens, settings.max_score_tokens, settings.max_lattices, settings.max_lattice_nodes,
-                   settings.max_lattice_links, settings.max_lattice_states)
+                   settings.max_lattice_links, settings.max_lattice_states, max_session_items=settings.max_session_items,
+                   max_session_candidates=settings.max_session_candidates, max_session_top_k=settings.max_session_top_k)
 
     def token_limits(self) -> TokenLimits:
         """The limits the worker checks after tokenizing (prompt and scored-text tokens)."""
@@ -110,3 +114,19 @@ class RequestLimits:
         `max_lattice_nodes` and `max_lattice_links`)."""
         if len(lattices) > self.max_lattices:
             raise ApiError(422, f"at most {self.max_lattices} lattices per request", "lattices")
+
+    def check_session_items(self, count: int, texts: list[str], param: str = "items") -> None:
+        """A batch of session operations, each text within the length limit."""
+        if count > self.max_session_items:
+            raise ApiError(422, f"at most {self.max_session_items} items per request", param)
+        for index, text in enumerate(texts):
+            self.check_length(len(text), f"{param}.{index}.text", "text")
+
+    def check_next(self, top_k: int, candidates: list[str], prefix: str = "") -> None:
+        """A next-token query: how many likeliest tokens, how many candidates and how long."""
+        if top_k > self.max_session_top_k:
+            raise ApiError(422, f"top_k is limited to {self.max_session_top_k}", prefix + "top_k")
+        if len(candidates) > self.max_session_candidates:
+            raise ApiError(422, f"at most {self.max_session_candidates} candidates", prefix + "candidates")
+        for index, candidate in enumerate(candidates):
+            self.check_length(len(candidate), f"{prefix}candidates.{index}", "candidate")

@@ -30,8 +30,21 @@ from app.model_store import ModelStore, default_preferences, discover_models
 from app.observability import ObservabilityMiddleware, configure_logging
 from app.rate_limit import RateLimiter
 from app.redis_client import ResilientRedis
-from app.routes import caption, completions, generate, health, lattice, models, playground, requests, rescore, score
+from app.routes import (
+    caption,
+    completions,
+    generate,
+    health,
+    lattice,
+    models,
+    playground,
+    requests,
+    rescore,
+    score,
+    sessions,
+)
 from app.schemas import ErrorBody
+from app.sessions.store import SessionLimits, SessionStore
 from app.settings import Settings
 from models.tokenizers import use_nltk_data
 
@@ -64,6 +77,11 @@ def build_worker_pool(settings: Settings, store: ModelStore, metrics: Metrics) -
     return WorkerPool(configs, settings.worker_mode, settings.max_in_flight_per_worker, settings.request_timeout_s, metrics)
 
 
+def session_limits(settings: Settings) -> SessionLimits:
+    return SessionLimits(int(settings.session_memory_mb * 2**20), settings.session_ttl_s, settings.max_sessions_per_key,
+                         int(settings.max_session_mb_per_key * 2**20))
+
+
 def create_app(settings: Settings | None = None, engine_factory: EngineFactory | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -80,6 +98,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
         app.state.cache = ResultCache(backend, lambda hit: metrics.cache.labels("hit" if hit else "miss").inc())
         app.state.api_keys = settings.api_key_set()
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, redis)
+        app.state.sessions = SessionStore(session_limits(settings), redis)
         await engine.start()
         if hasattr(engine, "wait_ready") and store.models:
             if not await engine.wait_ready(settings.startup_timeout_s):
@@ -108,7 +127,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     protected = [Depends(require_access)]
     for router in (generate.router, completions.router, score.router, rescore.router, lattice.router, caption.router, models.router,
-                   requests.router):
+                   requests.router, sessions.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(playground.router)

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
                         "served next to the shipped models, and a model here hides a shipped one with the same id")
     serve_shipped_models: bool = Field(True, description="also serve the models shipped in the repository's weights/")
     default_language_model: str | None = Field("wikitext2-lstm", description="model id used when a request names none (the first by id when this one is not loaded)")
+    default_rescoring_model: str | None = Field(
+        "recogniser-lm", description="model id /v1/rescore uses when a request names none: one trained on text in a "
+                                     "recogniser's form (lower case, no punctuation); default_language_model when it is not loaded")
     nltk_data: Path | None = Field(None, description="directory with NLTK's punkt_tab tables (else NLTK_DATA, then shared/data/nltk_data beside the checkout)")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     precision: Literal["auto", "fp32", "int8"] = Field(
@@ -80,6 +83,18 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, description="Redis socket timeout: a slow Redis is skipped, not waited for")
     cache_ttl_s: int = Field(7 * 24 * 3600, description="lifetime of a cached result in Redis")
     cache_max_entries: int = Field(10_000, description="in-process result cache size (0 disables)")
+
+    # Sessions (/v1/sessions): states kept between requests.
+    session_memory_mb: float = Field(256.0, ge=0, description="session states kept in each replica's memory (least recently used "
+                                     "out; with Redis they stay there until they expire)")
+    session_ttl_s: int = Field(3600, ge=1, description="a session is forgotten this long after its last change")
+    max_sessions_per_key: int = Field(4096, ge=1, description="live sessions per API key (or in all, without keys)")
+    max_session_mb_per_key: float = Field(64.0, gt=0, description="state megabytes of an API key's live sessions")
+    max_session_items: int = Field(1024, ge=1, description="sessions per /v1/sessions/batch request")
+    max_session_candidates: int = Field(256, ge=1, description="candidates per next-token query")
+    max_session_top_k: int = Field(100, ge=1, description="top_k of a next-token query")
+    session_max_batch_size: int = Field(512, ge=1, description="session operations the workers run as one batch")
+    session_max_wait_ms: float = Field(2.0, ge=0, description="how long a session operation may wait for others to batch with")
 
     # Access: optional bearer API keys, per-key rate limits.
     api_keys: str = Field("", description="comma-separated keys; empty means no authentication")

@@ -17,11 +17,14 @@ from app.engine.caption_tasks import run_caption_batch
 from app.engine.lattice_tasks import LatticeInput, count_lattices, run_lattice_batch
 from app.engine.messages import JobError, TaskJob
 from app.engine.score_tasks import run_score_batch
-from models.registry import CAPTION, SCORE
+from app.engine.session_tasks import SessionInput, count_ops, run_session_batch
+from models.registry import CAPTION, GENERATE, SCORE
 
 logger = logging.getLogger(__name__)
 
 LATTICE = "lattice"  # lattice rescoring: any model that scores text
+# Stateful sessions: models with a recurrent state, the ones that generate.
+SESSION = "session"
 
 # A batch runner: (models, jobs, emit, worker config) -> the batch sizes it ran.
 Runner = Callable[[dict, list[TaskJob], Callable, "WorkerConfig"], list[int]]  # noqa: F821 - app.engine.worker
@@ -53,6 +56,7 @@ BATCH_TASKS: dict[str, BatchTask] = {task.name: task for task in (
     BatchTask(SCORE, ScoreInput, run_score_batch, BatchSettings(64, 0.005), count_items=_texts),
     BatchTask(CAPTION, CaptionInput, run_caption_batch, BatchSettings(64, 0.005)),
     BatchTask(LATTICE, LatticeInput, run_lattice_batch, BatchSettings(16, 0.005), requires=SCORE, count_items=count_lattices),
+    BatchTask(SESSION, SessionInput, run_session_batch, BatchSettings(512, 0.002), requires=GENERATE, count_items=count_ops),
 )}
 
 
