@@ -19,7 +19,7 @@ ifneq ($(wildcard $(DATA)/nltk_data),)
 export NLTK_DATA ?= $(DATA)/nltk_data
 endif
 
-.PHONY: install install-train install-dev serve test test-fast model-char model-captioner model-wikitext2 model-wikitext2-awd model-wikitext2-pieces model-ngram model-ptb compare-cells nbest rescoring clean docs data
+.PHONY: install install-train install-dev serve test test-fast model-char model-captioner model-wikitext2 model-wikitext2-awd model-wikitext2-pieces model-ngram model-ptb model-rescoring compare-cells nbest rescoring clean docs data
 
 install: $(call stamp,serve)
 install-train: $(call stamp,train)
@@ -42,14 +42,15 @@ test: $(call stamp,dev)
 	tests/system_services.sh
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-# The development loop: the unit, engine and API tiers (about 420 tests, 5 to 6 minutes on 2
-# busy CPU cores), no browsers, soak, end-to-end servers, training through the CLIs,
-# benchmarks or documentation build. tests/conftest.py marks the rest `slow`: all but
-# tests/unit, tests/engine and tests/api, and a few named tests of those. Needs only
-# redis-server of the system services.
+# The development loop: the unit, engine and API tiers (611 tests, about 1 minute measured on 2
+# CPU cores shared with other jobs), no browsers, soak, end-to-end servers, training through
+# the CLIs, benchmarks or documentation build. tests/conftest.py marks the rest `slow`: all but
+# tests/unit, tests/engine and tests/api, and a few named tests of those. The `fast`
+# Hypothesis profile (tests/conftest.py) tries fewer examples per property test than `make
+# test` does. Needs only redis-server of the system services.
 test-fast: $(call stamp,dev)
 	tests/system_services.sh redis-server
-	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not slow" --hypothesis-profile=fast $(PYTEST_ARGS)
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken link or anchor.
 # Every corpus the docs use, under data/: copied from ../shared/data when it is there (each file
@@ -133,38 +134,52 @@ compare-cells: $(call stamp,train)
 	$(PYTHON) -m training.compare_cells --data $(DATA)/ptb --style ptb --params 4000000 --epochs 4 \
 	  --run-dir runs/compare-ptb
 
-# The speech n-best set: WikiText-2 and PTB valid/test sentences spoken by espeak-ng and decoded
-# by pocketsphinx into 10-best lists (200 utterances per split; about 15 minutes on 2 CPU cores).
+# The speech n-best set: WikiText-2 and PTB valid/test sentences read by Festival's slt HTS
+# voice and decoded by pocketsphinx (its US English acoustic model, dictionary and language
+# model) into 10-best lists, 150 utterances per split: about 1.3 s an utterance on an idle core,
+# 5 s on 2 busy ones (about 12 minutes per split with --workers 1 there). Resumable.
+NBEST_UTTERANCES ?= 150
 nbest: $(call stamp,speech)
 	$(PYTHON) -m training.data fetch ptb wikitext-2 --data-dir $(DATA)
 	tests/system_services.sh
 	mkdir -p runs/nbest
-	$(PYTHON) -m training.make_nbest --data $(DATA)/ptb/ptb.valid.txt --style ptb --utterances 200 --output runs/nbest/ptb-dev.jsonl
-	$(PYTHON) -m training.make_nbest --data $(DATA)/ptb/ptb.test.txt --style ptb --utterances 200 --output runs/nbest/ptb-test.jsonl
-	$(PYTHON) -m training.make_nbest --data $(DATA)/wikitext-2/valid.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-dev.jsonl
-	$(PYTHON) -m training.make_nbest --data $(DATA)/wikitext-2/test.txt --style wikitext --utterances 200 --output runs/nbest/wikitext2-test.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/ptb/ptb.valid.txt --style ptb --utterances $(NBEST_UTTERANCES) --output runs/nbest/ptb-dev.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/ptb/ptb.test.txt --style ptb --utterances $(NBEST_UTTERANCES) --output runs/nbest/ptb-test.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/wikitext-2/valid.txt --style wikitext --utterances $(NBEST_UTTERANCES) --output runs/nbest/wikitext2-dev.jsonl
+	$(PYTHON) -m training.make_nbest --data $(DATA)/wikitext-2/test.txt --style wikitext --utterances $(NBEST_UTTERANCES) --output runs/nbest/wikitext2-test.jsonl
 
-# The README's rescoring table: weights tuned on each dev set, WER on its test set. Needs
-# `make nbest`, `make model-ngram` (the 5-grams) and `make model-ptb` (the in-domain PTB LSTM);
-# the per-token mixtures use the weights tuned on each corpus's valid perplexity
-# (`evaluate_lm --interpolate MODEL --tune-on VALID`).
-RESCORE = RNNSERVE_MODELS_DIR=runs/ngram:runs/models $(PYTHON) -m training.tune_rescoring
+# The WER table of docs/rescoring.md: weights tuned on each dev set, WER on its test set, MAP and
+# MBR. Needs `make nbest` and the in-domain PTB 5-gram (`make model-ngram`); recogniser-lm and
+# wikitext2-lstm ship in weights/. recogniser-lm with ptb-kn5 is the log-linear mixture (both
+# weights tuned).
+RESCORE = RNNSERVE_MODELS_DIR=runs/ngram $(PYTHON) -m training.tune_rescoring
 rescoring: $(call stamp,train)
-	$(PYTHON) -m training.data fetch ptb wikitext-2 --data-dir $(DATA)
 	for corpus in ptb wikitext2; do \
-	  for model in wikitext2-lstm shakespeare-char-lstm wikitext2-kn5 ptb-kn5 ptb-lstm; do \
+	  for model in wikitext2-lstm recogniser-lm ptb-kn5; do \
 	    $(RESCORE) --nbest runs/nbest/$$corpus-dev.jsonl --model $$model --eval runs/nbest/$$corpus-test.jsonl \
 	      --output runs/nbest/$$corpus-$$model.json || exit 1; \
 	  done; \
-	  $(RESCORE) --nbest runs/nbest/$$corpus-dev.jsonl --model wikitext2-lstm --model wikitext2-kn5 --mix 0.8,0.2 \
-	    --eval runs/nbest/$$corpus-test.jsonl --output runs/nbest/$$corpus-wikitext2-mix.json || exit 1; \
-	  $(RESCORE) --nbest runs/nbest/$$corpus-dev.jsonl --model ptb-lstm --model ptb-kn5 --mix $(PTB_MIX) \
-	    --eval runs/nbest/$$corpus-test.jsonl --output runs/nbest/$$corpus-ptb-mix.json || exit 1; \
+	  $(RESCORE) --nbest runs/nbest/$$corpus-dev.jsonl --model recogniser-lm --model ptb-kn5 \
+	    --eval runs/nbest/$$corpus-test.jsonl --output runs/nbest/$$corpus-recogniser-lm+ptb-kn5.json || exit 1; \
+	  $(RESCORE) --nbest runs/nbest/$$corpus-dev.jsonl --model recogniser-lm --model ptb-kn5 --scale-objective mbr \
+	    --eval runs/nbest/$$corpus-test.jsonl --output runs/nbest/$$corpus-recogniser-lm+ptb-kn5-mbr.json || exit 1; \
 	done
 
-# An in-domain recurrent model for the PTB rows (not shipped): 2x512 LSTM, 5 epochs (about 35
+# The rescoring model /v1/rescore uses by default: WikiText-2 and PTB train text in a speech
+# recogniser's form (lower case, no punctuation, numbers spelled out, one sentence a line;
+# `--text-normalization recogniser`, recorded in its config.json), 16,000 words, a 1x256 LSTM
+# with an adaptive softmax, one epoch (15 to 30 minutes on 2 busy CPU cores; resumable).
+model-rescoring: $(call stamp,train)
+	$(PYTHON) -m training.data fetch wikitext-2 ptb --data-dir $(DATA)
+	$(PYTHON) -m training.train_lm --data $(DATA)/wikitext-2 --style wikitext --extra-data $(DATA)/ptb:ptb \
+	  --text-normalization recogniser --level word --max-vocab 16000 --cell lstm --embedding-dim 128 --hidden-dim 256 \
+	  --num-layers 1 --dropout 0.25 --embedding-dropout 0.05 --head adaptive --adaptive-cutoffs 2000 6000 \
+	  --optimizer adamw --lr 3e-3 --weight-decay 0.01 --schedule cosine --batch-size 64 --bptt 35 --clip 0.25 \
+	  --epochs 1 --patience 3 --weights-dtype float16 --checkpoint-every 100 --threads 1 \
+	  --example-prompt "the company said" --run-dir runs/recogniser-lm --export-dir weights/recogniser-lm
+
+# An in-domain recurrent model of PTB (not shipped): 2x512 LSTM, 5 epochs (about 35
 # minutes on 2 CPU cores; resumable).
-PTB_MIX ?= 0.6,0.4
 model-ptb: $(call stamp,train)
 	$(PYTHON) -m training.data fetch ptb --data-dir $(DATA)
 	$(PYTHON) -m training.train_lm --data $(DATA)/ptb --style ptb --cell lstm --embedding-dim 256 --hidden-dim 512 \

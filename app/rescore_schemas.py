@@ -15,9 +15,10 @@ def timed(text: str, start: float, seconds_per_word: float) -> list[dict]:
 
 
 EXAMPLE = {
-    "models": [{"model": "wikitext2-lstm", "weight": 1.0}],
+    "models": [{"model": "recogniser-lm", "weight": 1.0}],
     "acoustic_weight": 1.0,
     "word_insertion_penalty": 0.0,
+    "normalize": True,
     "score_weights": {"ctc": 0.3},
     "posterior_scale": 0.1,
     "decision": "mbr",
@@ -95,9 +96,17 @@ class Utterance(RequestModel):
 class RescoreRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra=examples(EXAMPLE))
 
-    models: list[WeightedModel] | None = Field(None, min_length=1, description="default: the default language model, weight 1")
+    models: list[WeightedModel] | None = Field(
+        None, min_length=1, description="default: the default rescoring model (RNNSERVE_DEFAULT_RESCORING_MODEL, a model of "
+                                        "recogniser-form text), else the default language model, weight 1")
     acoustic_weight: float = Field(1.0, description="multiplies each hypothesis's acoustic_score")
     word_insertion_penalty: float = Field(0.0, description="added once per word (positive favours longer hypotheses)")
+    normalize: bool = Field(
+        True, description="put each hypothesis (and context) in the form the scoring model's training text was in before "
+                          "it scores it: a model whose config.json records text_normalization 'recogniser' reads "
+                          "'Mr. Smith paid $5.' as 'mister smith paid five dollars'; a model that records none reads the "
+                          "text as sent. false: every model scores the text as sent. The response shows the text as sent",
+        examples=[True])
     unknown_words: Literal["spell", "unk"] = Field("spell", description="how a word outside a model's vocabulary is scored "
                                                                         "(see /v1/score)")
     interpolation: Literal["loglinear", "linear"] = Field(

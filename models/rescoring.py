@@ -4,6 +4,11 @@ them. Shared by the service (/v1/rescore) and the tuning CLI, so both rank alike
     score = acoustic_weight * acoustic_score + sum_s score_weight_s * score_s
             + sum_m weight_m * lm_logprob_m + word_insertion_penalty * num_words
 
+Before a model scores a hypothesis, the hypothesis is put in the form the model's training text
+was in (`text_normalization` in its config.json's tokenizer section, `models.text_normalization`):
+a model trained on lower-case text without punctuation meets "mister smith paid five dollars"
+whether the recogniser wrote that or "Mr. Smith paid $5.".
+
 All scores are natural logs. A hypothesis without an acoustic score counts it as 0 (rescoring
 by the language models alone). Named scores (score_s: a second acoustic model, a CTC or
 attention decoder's score, a duration model) carry their own weights. Any weight may be
@@ -15,6 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from models.artifacts import read_config
+from models.text_normalization import NONE, NORMALIZATIONS, normalize_text
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,30 @@ def rescore_list(texts: list[str], acoustic_scores: list[float | None], lm_logpr
         except ScoreOverflow as error:
             raise ScoreOverflow(error.term, str(error), index, error.named) from None
     return scores, words, ranking(scores)
+
+
+def recorded_normalization(tokenizer_section: dict) -> str:
+    """The text normalisation a config.json's tokenizer section records ("none" when it records
+    none, as models trained on text as written do)."""
+    normalization = tokenizer_section.get("text_normalization") or NONE
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown text_normalization {normalization!r} (known: {', '.join(NORMALIZATIONS)})")
+    return normalization
+
+
+@lru_cache(maxsize=256)
+def _directory_normalization(directory: Path, revision: str) -> str:
+    return recorded_normalization(read_config(directory).get("tokenizer") or {})
+
+
+def model_normalization(directory: str | Path, revision: str) -> str:
+    """The text normalisation of the model in `directory` at `revision` (the config.json is read
+    once per revision: a retrained model's is read again)."""
+    return _directory_normalization(Path(directory), revision)
+
+
+def in_model_form(texts: list[str | None], normalization: str) -> list[str | None]:
+    """Hypotheses (or contexts, None for none) as the model's training text was written."""
+    if normalization == NONE:
+        return texts
+    return [None if text is None else normalize_text(text, normalization) for text in texts]

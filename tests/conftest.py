@@ -5,7 +5,8 @@ Tiers: every test is marked with its directory (unit, engine, api, training, e2e
 outside tests/unit, tests/engine and tests/api is also `slow` (real servers, browsers, soak,
 training through the CLIs, benchmarks, the documentation build), and so are the few tests of
 those tiers listed in SLOW_IN_FAST_TIERS.
-`make test-fast` runs `pytest -m "not slow"`; `make test` runs everything."""
+`make test-fast` runs `pytest -m "not slow" --hypothesis-profile=fast`; `make test` runs
+everything, each property test with its own number of examples."""
 from __future__ import annotations
 
 import random
@@ -13,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPOSITORY_ROOT / "weights"
@@ -28,13 +30,26 @@ FAST_TIERS = ("unit", "engine", "api")
 SLOW_IN_FAST_TIERS = (
     "tests/api/test_caption.py",  # its fixture trains the shapes captioner through the CLI
     "tests/engine/test_pool.py::test_crash_looping_worker_is_restarted_with_backoff",
-    "tests/unit/test_sampling_edges.py::test_any_accepted_parameters_choose_a_valid_token_and_leave_neighbours_alone",
     "tests/unit/test_generation.py::test_tracked_text_equals_detokenizing_the_whole_completion_every_time",
     "tests/api/test_openapi_contract.py::test_no_string_or_number_makes_the_server_fail",
     "tests/api/test_shipped_models.py::test_the_playground_defaults_always_generate_something",
     "tests/api/test_serving.py::test_killed_worker_fails_its_requests_with_503_then_recovers",
     "tests/api/test_serving.py::test_queue_full_answers_429_with_retry_after",
 )
+
+
+# The Hypothesis profile of `make test-fast`: each property test tries at most this many
+# examples (`examples`), where `make test` tries the number the test names.
+FAST_PROFILE = "fast"
+hypothesis_settings.register_profile(FAST_PROFILE, max_examples=20)
+
+
+def examples(count: int) -> int:
+    """A property test's `max_examples`: `count`, or fewer under the `fast` profile (a test's
+    own `max_examples` would otherwise override any profile's)."""
+    if hypothesis_settings.get_current_profile_name().startswith(FAST_PROFILE):
+        return min(count, hypothesis_settings.default.max_examples)
+    return count
 
 
 def is_listed_slow(nodeid: str) -> bool:
@@ -77,17 +92,25 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory, tiny_corpus) -> Path:
-    """A models directory holding `tiny-word-lstm`, trained by `training.train_lm`."""
+    """A models directory holding `tiny-word-lstm`, trained by `training.train_lm`, on one
+    thread: its matrices are too small to gain from a second, which only waits at every
+    operation (and, on cores other work shares, makes training many times slower)."""
+    import torch
+
     from training.train_lm import main as train
 
     models_dir = tmp_path_factory.mktemp("models")
     run_dir = tmp_path_factory.mktemp("run")
-    train([
-        "--data", str(tiny_corpus), "--level", "word", "--embedding-dim", "32", "--hidden-dim", "48",
-        "--num-layers", "1", "--dropout", "0", "--batch-size", "16", "--bptt", "20", "--lr", "1e-2",
-        "--epochs", "2", "--tie-weights", "--run-dir", str(run_dir), "--export-dir", str(models_dir / "tiny-word-lstm"),
-        "--no-progress", "--seed", "7",
-    ])
+    threads = torch.get_num_threads()
+    try:
+        train([
+            "--data", str(tiny_corpus), "--level", "word", "--embedding-dim", "32", "--hidden-dim", "48",
+            "--num-layers", "1", "--dropout", "0", "--batch-size", "16", "--bptt", "20", "--lr", "1e-2",
+            "--epochs", "2", "--tie-weights", "--run-dir", str(run_dir), "--export-dir", str(models_dir / "tiny-word-lstm"),
+            "--no-progress", "--seed", "7", "--threads", "1",
+        ])
+    finally:
+        torch.set_num_threads(threads)  # the tests after it run as they would alone
     return models_dir
 
 

@@ -4,7 +4,16 @@ its own language model or an ARPA file given with --lm) into n-best lists, each 
 the recogniser's acoustic score alone (natural log, from aligning the hypothesis to the audio),
 written as JSON lines for `training.tune_rescoring` and `/v1/rescore`:
 
-    {"id", "reference", "hypotheses": [{"text", "acoustic_score"}, ...], "voice", "speed", "source"}
+    {"id", "reference", "hypotheses": [{"text", "acoustic_score", "scores": {"recogniser_lm",
+     "first_pass_rank"}}, ...], "voice", "speed", "source"}
+
+Each hypothesis also carries two named scores (`tune_rescoring` weighs them like any other), so
+that rescoring keeps what the first pass knew and adds the new models to it: `recogniser_lm`,
+the recogniser's own language model score (natural log of the hypothesis from <s> through </s>
+under pocketsphinx's language model), as a recogniser reports its acoustic and language model
+scores apart; and `first_pass_rank`, minus the hypothesis's place in the recogniser's list (0 for
+its best). The search ranks by scores of its own passes, which the acoustic score from aligning
+a hypothesis afterwards and `recogniser_lm` do not reproduce; the rank carries that order.
 
 The synthesiser is Festival with the CMU ARCTIC "slt" HTS voice (`--tts festival`, the default:
 a natural voice, so the recogniser makes the errors it makes on read speech), or `espeak-ng`
@@ -53,6 +62,10 @@ FESTIVAL_VOICES = ("cmu_us_slt_arctic_hts",)
 # Festival's Duration_Stretch: 1 is the voice's own pace.
 FESTIVAL_SPEEDS = (1.0,)
 SAMPLE_RATE = 16_000
+# pocketsphinx's log of zero; a word its language model lacks (one the written form changed) is
+# charged as a rare word instead.
+LOG_ZERO = -536870912
+OUT_OF_VOCABULARY_LOGPROB = math.log(1e-8)
 _SPOKEN = re.compile(r"^[a-z]+(?:'[a-z]+)?$")
 
 
@@ -118,11 +131,25 @@ class Recogniser:
     sequence to the audio for its acoustic score alone."""
 
     def __init__(self, language_model: str | None = None) -> None:
-        from pocketsphinx import Decoder
+        from pocketsphinx import Config, Decoder, LogMath, NGramModel, get_model_path
 
         options = {"samprate": SAMPLE_RATE, **({"lm": language_model} if language_model else {})}
         self.search = Decoder(loglevel="FATAL", **options)
         self.align = Decoder(loglevel="FATAL", samprate=SAMPLE_RATE)
+        self.logmath = LogMath()
+        self.language_model = NGramModel(Config(), self.logmath, language_model or get_model_path("en-us/en-us.lm.bin"))
+        self.order = self.language_model.size()
+
+    def language_model_score(self, text: str) -> float:
+        """Natural-log probability of `text` from <s> through </s> under the search's language
+        model (a word it lacks costs OUT_OF_VOCABULARY_LOGPROB)."""
+        history, total = ["<s>"], 0.0
+        for word in [*text.split(), "</s>"]:
+            # pocketsphinx takes the word first, then its history most recent first.
+            value = self.language_model.prob([word, *reversed(history[-(self.order - 1):])])
+            total += OUT_OF_VOCABULARY_LOGPROB if value <= LOG_ZERO else self.logmath.log_to_ln(value)
+            history.append(word)
+        return total
 
     def nbest(self, audio: bytes, size: int) -> list[str]:
         self.search.start_utt()
@@ -179,7 +206,9 @@ def recognise(job: tuple[str, str, str, str, float, int, str | None]) -> dict | 
         score = _recogniser.acoustic_score(audio, text)
         if score is not None:
             seen.add(written)
-            hypotheses.append({"text": written, "acoustic_score": round(score, 3)})
+            hypotheses.append({"text": written, "acoustic_score": round(score, 3),
+                               "scores": {"recogniser_lm": round(_recogniser.language_model_score(written), 3),
+                                          "first_pass_rank": float(-len(hypotheses))}})
     if not hypotheses:
         return None
     return {"id": utterance_id, "reference": recogniser_form(sentence), "hypotheses": hypotheses,

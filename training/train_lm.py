@@ -24,7 +24,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -35,8 +35,10 @@ from models.cells import CELLS
 from models.checkpoint import load_language_model, save_language_model
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel, count_parameters
 from models.streams import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, stream_loss, windows
+from models.text_normalization import NONE, NORMALIZATIONS
 from models.tokenizers import LEVELS, Tokenizer, make_tokenizer
 from models.vocab import Vocabulary
+from training.awd import FUSED_CELLS, AWDLoss, AWDRegularisation, NonMonotoneAveraging
 from training.cli import add_export_options, check_export_target, parser_for, run_cli
 from training.corpus import (
     Corpus,
@@ -48,9 +50,9 @@ from training.corpus import (
     load_corpus,
     with_start_context,
 )
-from training.awd import FUSED_CELLS, AWDLoss, AWDRegularisation, NonMonotoneAveraging
 from training.distributed import Distributed, LossModule
 from training.evaluation import perplexity, word_perplexity
+from training.normalized_corpus import write_normalized_corpus
 from training.piece_model import piece_tokenizer
 from training.plots import plot_metrics
 from training.pretrained_embeddings import initialise_embeddings
@@ -75,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--tokenize-raw", action=argparse.BooleanOptionalAction, default=None,
                       help="run the text through the service's tokenizer (NLTK words and punctuation split apart) "
                            "(default: on for --style plain, off for the already tokenized wikitext and ptb corpora)")
+    data.add_argument("--text-normalization", choices=NORMALIZATIONS, default=NONE,
+                      help="recogniser: train on the text as a speech recogniser writes it (lower case, no punctuation, "
+                           "numbers spelled out, one sentence a line), recorded in config.json so rescoring puts "
+                           "hypotheses in the same form (word level)")
+    data.add_argument("--extra-data", action="append", default=[], metavar="PATH:STYLE",
+                      help="with --text-normalization: another tokenized corpus (directory with train/valid/test) "
+                           "and the style it is written in, normalised and added to each split (repeatable)")
     data.add_argument("--valid-fraction", type=float, default=0.1, help="valid share of a single-file corpus")
     data.add_argument("--max-vocab", type=int, default=None,
                       help="keep the most frequent words, the rest become <unk>; for sentencepiece the number of pieces "
@@ -157,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.text_normalization != NONE and args.level != "word":
+        parser.error("--text-normalization applies to word-level models")
+    if args.extra_data and args.text_normalization == NONE:
+        parser.error("--extra-data is read with --text-normalization (the corpora are normalised into one)")
+    for extra in args.extra_data:
+        path, _, style = extra.rpartition(":")
+        if not path or style not in ("wikitext", "ptb"):
+            parser.error(f"--extra-data {extra!r}: give PATH:STYLE with STYLE wikitext or ptb")
     if args.awd:
         if args.cell not in FUSED_CELLS:
             parser.error(f"--awd runs the fused cells ({', '.join(FUSED_CELLS)}), not {args.cell!r}")
@@ -245,6 +262,8 @@ class Trainer:
         self.run_export_dir = self.run_dir / "export" / self.model_id
         self.export_dir: Path = args.export_dir or self.run_export_dir
         self.tokenizer_config = lm_tokenizer_config(args.level, args.style)
+        if args.text_normalization != NONE:
+            self.tokenizer_config = replace(self.tokenizer_config, text_normalization=args.text_normalization)
         self.tokenize_raw = default_tokenize_raw(args.style, args.tokenize_raw)
         if self.dist.is_main:
             check_export_target(self.export_dir, args.force, self.run_dir)
@@ -253,6 +272,9 @@ class Trainer:
         resumed = torch.load(self.last_path, weights_only=True, map_location="cpu") if self.last_path.exists() else None
         vocab = Vocabulary(list(resumed["vocab_tokens"])) if resumed else None
         self.tokenizer = self.make_tokenizer()
+        self.normalized_from: list[dict] | None = None
+        if args.text_normalization != NONE:
+            self.files = self.normalized_corpus()
         if vocab is None:
             vocab = self.tokenizer.corpus_vocabulary()
         logger.info("reading corpus %s", args.data)
@@ -294,6 +316,18 @@ class Trainer:
             logger.info("resumed from %s at epoch %d, step %d", self.last_path, self.state.epoch, self.state.step)
         self.train_data = batchify(self.corpus.train, args.batch_size)[self.dist.rows(args.batch_size)].to(self.device)
         self.trainable = self.dist.wrap(self.objective(), self.device)
+
+    def normalized_corpus(self) -> CorpusFiles:
+        """--data and each --extra-data in the normalisation's form, in the run directory."""
+        sources = [(CorpusFiles.find(self.args.data, self.args.valid_fraction), self.args.style)]
+        for extra in self.args.extra_data:
+            path, _, style = extra.rpartition(":")
+            sources.append((CorpusFiles.find(path), style))
+        self.normalized_from = [{"style": style, "data": files.provenance()} for files, style in sources]
+        logger.info("normalising %d corpora (%s) into %s", len(sources), self.args.text_normalization,
+                    self.run_dir / "normalized-corpus")
+        return write_normalized_corpus(sources, self.args.text_normalization, self.tokenizer,
+                                       self.run_dir / "normalized-corpus")
 
     def objective(self) -> torch.nn.Module:
         if not self.args.awd:
@@ -373,6 +407,7 @@ class Trainer:
             return
         provenance = {
             "data": self.files.provenance(),
+            **({"normalized_from": self.normalized_from} if self.normalized_from else {}),
             "tokens": {"train": self.corpus.train.numel(), "valid": self.corpus.valid.numel(),
                        "test": None if self.corpus.test is None else self.corpus.test.numel()},
             "epochs": self.state.epoch,

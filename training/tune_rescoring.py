@@ -13,6 +13,10 @@ word confidences, that is to minimise their cross entropy, the way temperature s
 calibrates a classifier (`--scale-objective nce`); `--scale-objective mbr` instead minimises the
 dev WER of the minimum-Bayes-risk decision (`models.confidence`; `training.rescoring_metrics`).
 
+Each model reads the hypotheses (and contexts) in the form its training text was in, as
+`/v1/rescore` gives them to it (`text_normalization` in its config.json; `--no-normalize`: as
+the file has them).
+
 Reported for dev and each --eval file: the WER of the recogniser's first pass (its first
 hypothesis), of the rescored best (MAP), of the minimum-Bayes-risk decision (MBR), and of the
 oracle (the hypothesis with the fewest errors), as NeMo's rescorer reports them; the NCE of the
@@ -37,7 +41,8 @@ from tqdm import tqdm
 from models.confidence import agreeing_hypotheses, confidences_from, expected_errors, mbr_choice, posteriors
 from models.interpolation import Tokenization, check_weights, incompatibility, mix
 from models.registry import is_language_model, load_model
-from models.rescoring import RescoringWeights, rescore_list
+from models.rescoring import RescoringWeights, in_model_form, recorded_normalization, rescore_list
+from models.text_normalization import NONE
 from training.cli import UsageError, parser_for, resolve_model, run_cli
 from training.nbest_files import NBestList, read_nbest
 from training.rescoring_metrics import correct_words, filtered_wer, normalised_cross_entropy
@@ -45,9 +50,10 @@ from training.rescoring_metrics import correct_words, filtered_wer, normalised_c
 # Grids wide enough for recognisers whose acoustic scores are hundreds of nats per utterance
 # (pocketsphinx's LM weight is 6.5 on its own scale).
 LM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0)
-# Named scores (a second acoustic model, a CTC score) start at 0, so tuning can only gain on them;
-# negative weights subtract a score.
-NAMED_WEIGHTS = (-4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 16.0)
+# Named scores (a second acoustic model, a CTC score, the recogniser's own language model score)
+# start at 0 in one search and at 1 in the other, so tuning can only gain on them; negative
+# weights subtract a score.
+NAMED_WEIGHTS = (-4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 PENALTIES = (-400.0, -200.0, -100.0, -50.0, -30.0, -20.0, -10.0, -5.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 400.0)
 BATCH = 64
 # Scores are compared at the precision the service returns them with.
@@ -63,15 +69,21 @@ Scores = dict[str, list[list[float]]]  # model id -> per n-best list, per hypoth
 MIXTURE = "linear"  # the per-token mixture's name among the models' scores
 
 
-def score_in_process(lists: list[NBestList], model_names: list[str], unknown_words: str, mixture: list[float] | None = None) -> Scores:
+def score_in_process(lists: list[NBestList], model_names: list[str], unknown_words: str, mixture: list[float] | None = None,
+                     normalize: bool = True) -> Scores:
     scores: Scores = {}
     token_logprobs: list[list[list[float]]] = []  # per model, per hypothesis (for a mixture)
     loaded_models = []
+    forms = []
     for name in model_names:
         loaded = load_model(resolve_model(name), "cpu")
         if not is_language_model(loaded.model_type):
             raise UsageError(f"{name} is a {loaded.model_type}, not a language model")
-        flat = [(h.text, nbest.context) for nbest in lists for h in nbest.hypotheses]
+        # As /v1/rescore: each model reads the hypotheses in its training text's form.
+        form = recorded_normalization(loaded.config.get("tokenizer") or {}) if normalize else NONE
+        forms.append(form)
+        flat = [(in_model_form([h.text], form)[0], in_model_form([nbest.context], form)[0])
+                for nbest in lists for h in nbest.hypotheses]
         values: list[float] = []
         per_token: list[list[float]] = []
         for start in tqdm(range(0, len(flat), BATCH), desc=f"scoring with {loaded.model_id}", file=sys.stderr, leave=False):
@@ -84,6 +96,9 @@ def score_in_process(lists: list[NBestList], model_names: list[str], unknown_wor
         loaded_models.append(loaded)
     if mixture is not None:
         check_mixture(loaded_models, mixture)
+        if len(set(forms)) > 1:
+            raise UsageError(f"--mix: the models read text in different forms ({', '.join(forms)}), so cannot mix per token; "
+                             "mix models of one form, or leave out --mix")
         mixed = [round(float(mix(list(rows), mixture).sum()), DECIMALS) for rows in zip(*token_logprobs)]
         scores = {MIXTURE: _regroup(lists, mixed)}
     return scores
@@ -103,14 +118,14 @@ def check_mixture(models: list, weights: list[float]) -> None:
 
 
 def score_through_service(lists: list[NBestList], model_names: list[str], unknown_words: str, url: str,
-                          mixture: list[float] | None = None) -> Scores:
+                          mixture: list[float] | None = None, normalize: bool = True) -> Scores:
     names = [MIXTURE] if mixture is not None else model_names
     per_model: dict[str, list[float]] = {name: [] for name in names}
     with httpx.Client(base_url=url.rstrip("/"), timeout=600) as client:
         for start in tqdm(range(0, len(lists), 32), desc="scoring through the service", file=sys.stderr, leave=False):
             weights = mixture or [1.0] * len(model_names)
             body = {"models": [{"model": name, "weight": w} for name, w in zip(model_names, weights)], "acoustic_weight": 0.0,
-                    "unknown_words": unknown_words, "interpolation": "linear" if mixture is not None else "loglinear",
+                    "unknown_words": unknown_words, "normalize": normalize, "interpolation": "linear" if mixture is not None else "loglinear",
                     "utterances": [{"id": n.id, "context": n.context, "hypotheses": [{"text": h.text} for h in n.hypotheses]}
                                    for n in lists[start : start + 32]]}
             response = client.post("/v1/rescore", json=body)
@@ -161,10 +176,22 @@ def oracle(lists: list[NBestList]) -> list[str]:
 
 
 def tune(lists: list[NBestList], scores: Scores, rounds: int = 4) -> tuple[RescoringWeights, float]:
-    """Coordinate search: each LM weight and the penalty in turn over its grid, until no change helps."""
+    """Coordinate search from two starts, the better on the set kept (the first of equals): each
+    language model at 1 and the named scores at 0, and, when the hypotheses carry named scores
+    (the recogniser's own language model score), those at 1 and the language models at 0, where
+    the search starts from the recogniser's own combination."""
+    names, named_names = list(scores), named_score_names(lists)
+    starts = [({name: 1.0 for name in names}, {name: 0.0 for name in named_names})]
+    if named_names:
+        starts.append(({name: 0.0 for name in names}, {name: 1.0 for name in named_names}))
+    results = [coordinate_search(lists, scores, lm, named, rounds) for lm, named in starts]
+    return min(results, key=lambda result: result[1])
+
+
+def coordinate_search(lists: list[NBestList], scores: Scores, current: dict[str, float], named: dict[str, float],
+                      rounds: int) -> tuple[RescoringWeights, float]:
+    """Each LM weight, named score weight and the penalty in turn over its grid, until no change helps."""
     names = list(scores)
-    current = {name: 1.0 for name in names}
-    named = {name: 0.0 for name in named_score_names(lists)}
     penalty = 0.0
     best = wer(lists, choose(lists, scores, RescoringWeights(current, 1.0, penalty, named)))
     for _ in range(rounds):
@@ -282,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score through this running service instead of in process (default: load the models here)")
     parser.add_argument("--unknown-words", choices=["spell", "unk"], default="spell",
                         help="score a word outside the vocabulary with the spelling model (spell) or as <unk> alone (unk)")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                        help="put each hypothesis in the form its model's training text was in (config.json's "
+                             "text_normalization), as /v1/rescore does; --no-normalize scores the text as the file has it")
     parser.add_argument("--mix", default=None, metavar="W1,W2,...",
                         help="mix the models per token with these weights (summing to 1) into one language model, "
                              "instead of combining them log-linearly (default: log-linear, weights tuned)")
@@ -301,14 +331,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     def scores_for(lists: list[NBestList]) -> Scores:
         if args.url:
-            return score_through_service(lists, args.model, args.unknown_words, args.url, mixture)
-        return score_in_process(lists, args.model, args.unknown_words, mixture)
+            return score_through_service(lists, args.model, args.unknown_words, args.url, mixture, args.normalize)
+        return score_in_process(lists, args.model, args.unknown_words, mixture, args.normalize)
 
     dev = read_nbest(args.nbest, need_reference=True)
     dev_scores = scores_for(dev)
     weights, _ = tune(dev, dev_scores)
     scale = tune_posterior_scale(Decisions(dev, dev_scores, weights), args.scale_objective)
-    results = {"models": args.model, "mix": mixture, "weights": asdict(weights), "posterior_scale": scale,
+    results = {"models": args.model, "mix": mixture, "normalize": args.normalize, "weights": asdict(weights), "posterior_scale": scale,
                "scale_objective": args.scale_objective,
                "unknown_words": args.unknown_words, "dev": report(str(args.nbest), dev, dev_scores, weights, scale)}
     results["eval"] = []

@@ -33,6 +33,10 @@ class TokenizerConfig:
     # The sentence splitter the model was trained with ("punkt" or "regex"; word level): the
     # model serves only where the same splitter is available. None: not recorded.
     sentence_splitter: str | None = None
+    # The text normalisation the training text was put through (models.text_normalization:
+    # "recogniser" is lower case, no punctuation, numbers spelled out); rescoring puts
+    # hypotheses in the same form before the model scores them. None: the text as written.
+    text_normalization: str | None = None
 
     def __post_init__(self) -> None:
         if self.start_context is not None:

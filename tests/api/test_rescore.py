@@ -246,3 +246,68 @@ def test_huge_scores_and_scales_give_finite_posteriors(client):
         posteriors = [h["posterior"] for h in result["hypotheses"]]
         assert all(math.isfinite(p) and 0 <= p <= 1 for p in posteriors) and math.fsum(posteriors) == pytest.approx(1.0)
         assert all(0 <= w["confidence"] <= 1 for w in result["words"])
+
+
+@pytest.fixture(scope="module")
+def normalized_models_dir(tmp_path_factory, tiny_corpus, models_dir):
+    """The rescoring models beside `tiny-recogniser-lm`: the tiny corpus in a recogniser's form
+    (lower case, no punctuation), trained by `training.train_lm --text-normalization recogniser`."""
+    from training.train_lm import main as train
+
+    directory = tmp_path_factory.mktemp("normalized-models")
+    for model in models_dir.iterdir():
+        shutil.copytree(model, directory / model.name)
+    train(["--data", str(tiny_corpus), "--level", "word", "--text-normalization", "recogniser", "--embedding-dim", "32",
+           "--hidden-dim", "48", "--num-layers", "1", "--dropout", "0", "--batch-size", "16", "--bptt", "20", "--lr", "1e-2",
+           "--epochs", "2", "--run-dir", str(tmp_path_factory.mktemp("normalized-run")),
+           "--export-dir", str(directory / "tiny-recogniser-lm"), "--no-progress", "--seed", "7"])
+    return directory
+
+
+@pytest.fixture()
+def normalized_client(make_client, normalized_models_dir):
+    return make_client(models_dir=normalized_models_dir, default_rescoring_model="tiny-recogniser-lm",
+                       default_language_model="tiny-word-lstm")
+
+
+WRITTEN = {"id": "w", "context": "The cat sat.",
+           "hypotheses": [{"text": "Mr. Smith paid $5."}, {"text": "mister smith paid five dollars"}]}
+
+
+def test_a_normalised_model_reads_hypotheses_in_its_training_form(normalized_client, normalized_models_dir):
+    import json
+
+    config = json.loads((normalized_models_dir / "tiny-recogniser-lm" / "config.json").read_text())
+    assert config["tokenizer"]["text_normalization"] == "recogniser"
+    vocabulary = json.loads((normalized_models_dir / "tiny-recogniser-lm" / "vocab.json").read_text())
+    assert "." not in str(vocabulary) and "the" in str(vocabulary)
+    body = {"models": [{"model": "tiny-recogniser-lm"}, {"model": "tiny-word-lstm"}], "utterances": [WRITTEN]}
+    written, spoken = normalized_client.post("/v1/rescore", json=body).json()["results"][0]["hypotheses"]
+    assert written["text"] == "Mr. Smith paid $5."  # answered as sent
+    assert written["lm_logprobs"]["tiny-recogniser-lm"] == spoken["lm_logprobs"]["tiny-recogniser-lm"]
+    # A model trained on the text as written scores the two writings apart.
+    assert written["lm_logprobs"]["tiny-word-lstm"] != spoken["lm_logprobs"]["tiny-word-lstm"]
+    as_sent = normalized_client.post("/v1/rescore", json={**body, "normalize": False}).json()["results"][0]["hypotheses"]
+    assert as_sent[0]["lm_logprobs"]["tiny-recogniser-lm"] != as_sent[1]["lm_logprobs"]["tiny-recogniser-lm"]
+    assert as_sent[0]["lm_logprobs"]["tiny-word-lstm"] == written["lm_logprobs"]["tiny-word-lstm"]
+
+
+def test_the_rescoring_default_is_the_normalised_model(normalized_client, client):
+    response = normalized_client.post("/v1/rescore", json={"utterances": [N_BEST]})
+    assert response.json()["models"] == [{"model": "tiny-recogniser-lm", "weight": 1.0}]
+    # Generation and /v1/score keep the default language model.
+    assert normalized_client.post("/v1/score", json={"texts": ["the cat"]}).json()["model"] == "tiny-word-lstm"
+    # Where the rescoring default is not loaded, the default language model rescores.
+    assert client.post("/v1/rescore", json={"utterances": [N_BEST]}).json()["models"][0]["model"] == "tiny-word-lstm"
+
+
+def test_text_that_normalises_to_nothing_and_mixtures_of_two_forms(normalized_client):
+    nothing = {"id": "p", "hypotheses": [{"text": "..."}, {"text": "the cat"}]}
+    response = normalized_client.post("/v1/rescore", json={"utterances": [nothing]})
+    assert response.status_code == 200, response.text
+    mixed = {"models": [{"model": "tiny-recogniser-lm", "weight": 0.5}, {"model": "tiny-word-lstm", "weight": 0.5}],
+             "interpolation": "linear", "utterances": [N_BEST]}
+    response = normalized_client.post("/v1/rescore", json=mixed)
+    assert response.status_code == 422 and response.json()["error"]["param"] == "interpolation", response.text
+    assert "different forms" in response.json()["error"]["message"]
+    assert normalized_client.post("/v1/rescore", json={**mixed, "normalize": False}).status_code == 200

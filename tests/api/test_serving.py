@@ -60,17 +60,23 @@ def test_cache_hit_returns_an_identical_body(client):
     assert strip(first) == strip(second)
 
 
+def metric(client, prefix: str) -> float:
+    """The value of the metric line starting with `prefix` (0 before it is first counted)."""
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
 def test_identical_concurrent_requests_compute_once(make_client):
     client = make_client()
     request = {"texts": ["the dog slept near the river ."] * 3}
+    score_batches = 'rnnserve_batch_size_count{kind="score"}'
+    before = metric(client, score_batches)
     results = []
     threads = [threading.Thread(target=lambda: results.append(client.post("/v1/score", json=request).json())) for _ in range(6)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    metrics = client.get("/metrics").text
-    computed = [line for line in metrics.splitlines() if line.startswith('rnnserve_batch_size_count{kind="score"}')]
     assert len(results) == 6 and len({json.dumps(r["results"]) for r in results}) == 1
-    assert float(computed[0].split()[-1]) == 1.0  # one score batch for six identical requests
+    assert metric(client, score_batches) - before == 1.0  # one score batch for six identical requests
 
 
 def test_queue_full_answers_429_with_retry_after(make_client):
@@ -93,7 +99,7 @@ def test_queue_full_answers_429_with_retry_after(make_client):
 
 
 def test_killed_worker_fails_its_requests_with_503_then_recovers(make_client):
-    client = make_client()
+    client = make_client(worker_mode="process")
     pid = client.get("/readyz").json()["workers"][0]["pid"]
     outcome = {}
 
@@ -196,12 +202,9 @@ def test_a_repeated_prompt_is_read_from_the_prompt_cache(make_client):
     """Two requests with one prompt (different answers, so the result cache does not answer
     the second): the worker reads the prompt once, and /metrics counts the tokens it reused."""
     client = make_client()
-
-    def reused() -> float:
-        lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith('rnnserve_prompt_tokens_total{source="cache"}')]
-        return float(lines[0].split()[-1]) if lines else 0.0
-
+    reused = 'rnnserve_prompt_tokens_total{source="cache"}'
+    before = metric(client, reused)
     for max_tokens in (3, 4):
         response = client.post("/v1/generate", json={"prompt": "a small child looked at the old", "max_tokens": max_tokens, "strategy": "argmax"})
         assert response.status_code == 200
-    assert reused() == response.json()["usage"]["prompt_tokens"] + 1  # and the start token
+    assert metric(client, reused) - before == response.json()["usage"]["prompt_tokens"] + 1  # and the start token

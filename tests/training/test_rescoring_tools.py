@@ -77,6 +77,10 @@ def test_the_builder_speaks_decodes_and_scores(tmp_path):
     for nbest in lists:
         assert 1 <= len(nbest.hypotheses) <= 4 and len({h.text for h in nbest.hypotheses}) == len(nbest.hypotheses)
         assert all(h.acoustic_score < 0 for h in nbest.hypotheses)
+        # The recogniser's own language model score and its order ride along as named scores.
+        assert all(set(h.scores) == {"recogniser_lm", "first_pass_rank"} and h.scores["recogniser_lm"] < 0
+                   for h in nbest.hypotheses)
+        assert [h.scores["first_pass_rank"] for h in nbest.hypotheses] == [float(-i) for i in range(len(nbest.hypotheses))]
 
 
 def test_a_per_token_mixture_as_one_language_model(tiny_corpus, tiny_model_path, tmp_path):
@@ -120,3 +124,54 @@ def test_named_scores_are_tuned_and_the_confidences_measured(tiny_model_path, tm
         tune(["--nbest", str(named), "--model", str(tiny_model_path), "--eval", str(SLICE)])
     mbr = tune(["--nbest", str(SLICE), "--model", str(tiny_model_path), "--scale-objective", "mbr"])
     assert mbr["scale_objective"] == "mbr" and 0 <= mbr["dev"]["mbr_wer"] <= 1
+
+
+def test_tuning_puts_hypotheses_in_a_normalised_models_form(tiny_corpus, tiny_model_path, tmp_path):
+    """A model trained on recogniser-form text (train_lm --text-normalization recogniser) scores
+    an n-best file written with case, punctuation and digits as it scores the same file in the
+    recogniser's form, as /v1/rescore does; --no-normalize scores the text as written."""
+    from training.train_lm import main as train
+    from training.tune_rescoring import score_in_process
+
+    model = tmp_path / "tiny-recogniser-lm"
+    train(["--data", str(tiny_corpus), "--level", "word", "--text-normalization", "recogniser", "--embedding-dim", "16",
+           "--hidden-dim", "16", "--num-layers", "1", "--dropout", "0", "--batch-size", "16", "--bptt", "20", "--epochs", "1",
+           "--run-dir", str(tmp_path / "run"), "--export-dir", str(model), "--no-progress", "--seed", "3"])
+    assert json.loads((model / "config.json").read_text())["tokenizer"]["text_normalization"] == "recogniser"
+    written = {"id": "a", "reference": "the cat sat on two mats", "context": "The dog ran.",
+               "hypotheses": [{"text": "The cat sat on 2 mats.", "acoustic_score": -5.0},
+                              {"text": "A cat sat!", "acoustic_score": -6.0}]}
+    spoken = {**written, "context": "the dog ran", "hypotheses": [{"text": "the cat sat on two mats", "acoustic_score": -5.0},
+                                                                 {"text": "a cat sat", "acoustic_score": -6.0}]}
+    files = {}
+    for name, record in (("written", written), ("spoken", spoken)):
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text(json.dumps(record) + "\n")
+    scores = {name: score_in_process(read_nbest(path), [str(model)], "spell") for name, path in files.items()}
+    assert scores["written"] == scores["spoken"]
+    as_written = score_in_process(read_nbest(files["written"]), [str(model)], "spell", normalize=False)
+    assert as_written != scores["spoken"]
+    # The cased model reads the text as written: the two files differ for it.
+    cased = {name: score_in_process(read_nbest(path), [str(tiny_model_path)], "spell") for name, path in files.items()}
+    assert cased["written"] != cased["spoken"]
+    with pytest.raises(Exception, match="different forms"):
+        tune(["--nbest", str(files["spoken"]), "--model", str(model), "--model", str(tiny_model_path), "--mix", "0.5,0.5"])
+
+
+def test_corpus_lines_in_the_recogniser_form():
+    """What train_lm --text-normalization recogniser trains on: a WikiText-2 paragraph split into
+    sentences with its joiners undone and its numbers spelled out, PTB's N and <unk> kept unknown,
+    headings left out."""
+    from models.tokenizers import make_tokenizer
+    from training.corpus import lm_tokenizer_config
+    from training.normalized_corpus import normalized_sentences
+
+    model = make_tokenizer(lm_tokenizer_config("word", "wikitext"))
+    wikitext = " In 1990 , the state @-@ of @-@ the @-@ art <unk> cost $ 5 @.@ 5 million . Mr. Smith didn 't agree . "
+    assert normalized_sentences(wikitext, "wikitext", "recogniser", model) == [
+        ["in", "nineteen", "ninety", "the", "state", "of", "the", "art", "<unk>", "cost", "five", "point", "five", "million",
+         "dollars"],
+        ["mister", "smith", "didn", "'t", "agree"]]
+    assert normalized_sentences(" = Valkyria Chronicles = ", "wikitext", "recogniser", model) == []
+    ptb = " the <unk> 's stake rose N cents "
+    assert normalized_sentences(ptb, "ptb", "recogniser", model) == [["the", "<unk>", "'s", "stake", "rose", "<unk>", "cents"]]

@@ -6,9 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.confidence import (align, decide, distances_between, expected_errors, mbr_choice, pairwise_distances,
-                               posteriors, word_confidences)
+from models.confidence import (
+    align,
+    decide,
+    distances_between,
+    expected_errors,
+    mbr_choice,
+    pairwise_distances,
+    posteriors,
+    word_confidences,
+)
 from models.rescoring import RescoringWeights, ScoreOverflow, combined_score, rescore_list
+from tests.conftest import examples
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 scales = st.floats(min_value=5e-324, max_value=1e308, allow_nan=False, allow_infinity=False).filter(lambda s: s > 0)
@@ -54,7 +63,7 @@ def test_the_alignment_is_a_minimum_edit_distance_alignment(reference, hypothesi
     assert errors == edit_distance(reference, hypothesis)
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(lists)
 def test_pairwise_distances_are_edit_distances(word_lists):
     matrix = pairwise_distances(word_lists)
@@ -95,7 +104,7 @@ def test_confidences_add_the_posteriors_of_agreeing_hypotheses():
     assert word_confidences(0, [["the", "cat", "sat"], ["x", "the", "cat", "sat"]], [0.6, 0.4]) == pytest.approx([1, 1, 1])
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(lists, st.lists(st.floats(min_value=-20, max_value=20), min_size=6, max_size=6))
 def test_expected_errors_are_the_posterior_weighted_distances(word_lists, scores):
     posterior = posteriors(scores[: len(word_lists)])

@@ -21,6 +21,7 @@ from models.lattice import (
     parse_slf,
     write_slf,
 )
+from tests.conftest import examples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "lattices"
 LAYOUTS = ["kaldi-words-on-links.slf", "kaldi-words-on-nodes.slf", "srilm-base10.slf"]
@@ -134,7 +135,7 @@ def test_sizes_beyond_the_limits_are_refused_at_the_size_line():
         parse_slf(text, max_nodes=5, max_links=8)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("NLIJSEWatl=0123456789 .-\n\"\\#é\u200b\x00")) | st.characters(), max_size=200))
 def test_any_text_either_reads_or_raises_a_lattice_error(text):
     try:
@@ -158,7 +159,7 @@ def lattices(draw) -> Lattice:
     return Lattice(nodes, links, 0, count - 1, "utt 1")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(lattices())
 def test_writing_and_reading_again_keeps_the_lattice(lattice):
     again = parse_slf(write_slf(lattice))

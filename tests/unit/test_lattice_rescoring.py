@@ -21,7 +21,7 @@ from models.lattice_rescoring import (
     rescore_lattices,
 )
 from models.registry import load_model
-from tests.conftest import SHIPPED_MODELS
+from tests.conftest import SHIPPED_MODELS, examples
 
 # Words of the tiny corpus, one it never saw (spelled), and None: a link with no word.
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "ran", "to", ".", "zebra", None]
@@ -99,7 +99,7 @@ def posterior_confidence(exhaustive: dict, lattice: Lattice, link_index: int) ->
     return best
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lattice=small_lattices(), weights=weights_strategy, nbest=st.integers(1, 6))
 def test_without_merging_or_pruning_it_equals_scoring_every_path(tiny, lattice, weights, nbest):
     exhaustive = path_scores(tiny, lattice, weights)
@@ -127,7 +127,7 @@ def test_without_merging_or_pruning_it_equals_scoring_every_path(tiny, lattice, 
                for expected_words in candidates), (got, candidates)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lattice=small_lattices(), weights=weights_strategy, order=st.integers(1, 3), beam=st.sampled_from([None, 0.0, 1.0, 5.0]))
 def test_with_merging_and_pruning_it_returns_paths_of_the_lattice(tiny, lattice, weights, order, beam):
     exhaustive = path_scores(tiny, lattice, weights)

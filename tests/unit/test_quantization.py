@@ -9,10 +9,19 @@ from hypothesis import strategies as st
 
 from models.cells import make_cell
 from models.prefix_scoring import score_prefix_tree
-from models.quantization import (FP32, INT8, Int8Linear, Int8RecurrentLayers, int8_available, precision_revision,
-                                 resolve_precision, to_int8)
+from models.quantization import (
+    FP32,
+    INT8,
+    Int8Linear,
+    Int8RecurrentLayers,
+    int8_available,
+    precision_revision,
+    resolve_precision,
+    to_int8,
+)
 from models.rnn_lm import LanguageModelConfig, RNNLanguageModel
 from models.scoring import score_sequences
+from tests.conftest import examples
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no fbgemm int8 kernels")
 
@@ -24,7 +33,7 @@ def language_model(cell: str = "lstm", head: str = "linear", tie: bool = False, 
     return RNNLanguageModel(config).eval()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(rows=st.integers(1, 9), inputs=st.integers(1, 70), outputs=st.integers(1, 40), seed=st.integers(0, 10_000))
 def test_a_row_gives_the_same_bits_alone_or_in_any_batch(rows, inputs, outputs, seed):
     generator = torch.Generator().manual_seed(seed)

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.sampling import MAX_TEMPERATURE, SEED_LIMIT, STRATEGIES, BatchSampler, SamplingParams
+from tests.conftest import examples
 
 VOCAB = 2540  # not a multiple of the inverse-CDF block, so an index past the end is possible
 UNKNOWN, END = 0, 1
@@ -41,7 +42,7 @@ def allowed_argmax(row: torch.Tensor, min_tokens: int, generated: int) -> int:
     return int(row.argmax())
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(strategy=st.sampled_from(STRATEGIES), temperature=temperatures, top_p=top_ps, top_k=top_ks, seed=seeds,
        logit_seed=st.integers(0, 2**31), scale=st.sampled_from([1e-3, 1.0, 30.0, 1e4]), min_tokens=st.integers(0, 2))
 def test_any_accepted_parameters_choose_a_valid_token_and_leave_neighbours_alone(
@@ -58,7 +59,7 @@ def test_any_accepted_parameters_choose_a_valid_token_and_leave_neighbours_alone
     assert tokens[:-1] == choose(ORDINARY, logits[: len(ORDINARY)])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(strategy=st.sampled_from(["top_k", "multinomial"]), temperature=tiny_positive, seed=seeds,
        logit_seed=st.integers(0, 2**31), scale=st.sampled_from([1.0, 30.0, 1e4]))
 def test_temperature_towards_zero_is_the_argmax_limit(strategy, temperature, seed, logit_seed, scale):
@@ -67,7 +68,7 @@ def test_temperature_towards_zero_is_the_argmax_limit(strategy, temperature, see
     assert choose(params, logits) == [allowed_argmax(row, 0, 0) for row in logits]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(top_p=tiny_positive, temperature=st.floats(min_value=1e-3, max_value=MAX_TEMPERATURE), seed=seeds,
        logit_seed=st.integers(0, 2**31))
 def test_top_p_towards_zero_keeps_the_most_probable_token(top_p, temperature, seed, logit_seed):
@@ -76,7 +77,7 @@ def test_top_p_towards_zero_keeps_the_most_probable_token(top_p, temperature, se
     assert choose(params, logits) == [allowed_argmax(row, 0, 0) for row in logits]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(temperature=tiny_positive, seed=seeds, logit_seed=st.integers(0, 2**31))
 def test_a_banned_argmax_falls_to_the_best_allowed_token(temperature, seed, logit_seed):
     """The unknown token and a held-back end token are the most probable: a near-zero
@@ -89,7 +90,7 @@ def test_a_banned_argmax_falls_to_the_best_allowed_token(temperature, seed, logi
     assert choose(params, logits) == [allowed_argmax(row, 1, 0) for row in logits]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(k=st.integers(1, 50), seed=seeds, logit_seed=st.integers(0, 2**31))
 def test_the_largest_temperature_samples_inside_top_k(k, seed, logit_seed):
     logits = logits_for(logit_seed, 1, 5.0)
